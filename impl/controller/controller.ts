@@ -1,0 +1,758 @@
+/**
+ * The CNM controller: orchestrates the model, the injected drivers and IPAM, the store and
+ * the kernel for one host (a network namespace). Every operation runs under a lock and
+ * rolls back every step it did when a later one fails (libnetwork's deferred rollbacks,
+ * research/libnetwork.md §1.2). It never imports a concrete driver.
+ * @module
+ */
+import type {
+  CreateNetworkRequest,
+  IpamData,
+  IpamDriver,
+  JoinRequest,
+  NetworkDriver,
+} from "../driver_api/mod.ts";
+import type { Kernel } from "../kernel/kernel.ts";
+import { plan } from "../kernel/plan.ts";
+import { type Logger, quietLogger } from "../kernel/runner.ts";
+import { UndoStack } from "../kernel/undo.ts";
+import {
+  CnmError,
+  ConflictError,
+  ForbiddenError,
+  InvalidArgumentError,
+  NotFoundError,
+  withAction,
+} from "../model/errors.ts";
+import { parseIp, Prefix } from "../model/ip.ts";
+import { newId, validateName } from "../model/names.ts";
+import type { EndpointRecord, IpamConfig, NetworkRecord, SandboxRecord } from "../model/objects.ts";
+import type { Store } from "../store/store.ts";
+import { hostsFile, resolvConf } from "./files.ts";
+import { Mutex } from "./lock.ts";
+
+/** What `createNetwork` takes (the flags of `cnm network create`). */
+export interface NetworkCreateOptions {
+  name: string;
+  /** Driver name; default "bridge". */
+  driver?: string;
+  subnet?: string;
+  gateway?: string;
+  ipRange?: string;
+  /** Enable IPv6 (`--ipv6`). */
+  ipv6?: boolean;
+  ipv6Subnet?: string;
+  ipv6Gateway?: string;
+  internal?: boolean;
+  /** Driver options, Docker's keys (`-o k=v`). */
+  options?: Record<string, string>;
+  labels?: Record<string, string>;
+}
+
+/** What `createSandbox` takes. */
+export interface SandboxCreateOptions {
+  name: string;
+  /** Host name inside the sandbox; default the first 12 hex digits of its id (Docker). */
+  hostname?: string;
+}
+
+/** What `connect` takes (the flags of `cnm connect`). */
+export interface ConnectOptions {
+  /** Static IPv4 address (`--ip`), without prefix length. */
+  ipv4?: string;
+  /** Static IPv6 address (`--ip6`). */
+  ipv6?: string;
+  /** Network-scoped aliases (`--alias`). */
+  aliases?: string[];
+}
+
+/** A network with its endpoints, as `network inspect` shows it. */
+export interface NetworkView extends NetworkRecord {
+  endpoints: (EndpointRecord & { sandboxName?: string })[];
+}
+
+/** A sandbox with its endpoints, as `sandbox inspect` shows it. */
+export interface SandboxView extends SandboxRecord {
+  endpointDetails: (EndpointRecord & { networkName: string })[];
+}
+
+/** Options of {@linkcode createController}. */
+export interface ControllerOptions {
+  kernel: Kernel;
+  store: Store;
+  ipam: IpamDriver;
+  drivers: NetworkDriver[];
+  /** The host namespace name; absent = the root namespace. */
+  hostNetns?: string;
+  /** Start of every name the controller creates in shared places (/run/netns, /etc/netns). */
+  prefix: string;
+  /** DNS servers written to sandboxes' resolv.conf; default: the host's, minus loopback. */
+  dns?: string[];
+  log?: Logger;
+  /** Called once by `close()` (e.g. to close the store). */
+  onClose?: () => void;
+}
+
+const IFACE_PREFIX_OPTION = "com.docker.network.container_iface_prefix";
+const HOSTNAME_RE =
+  /^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$/;
+
+/** The controller of one host. */
+export class Controller {
+  readonly #kernel: Kernel;
+  readonly #store: Store;
+  readonly #ipam: IpamDriver;
+  readonly #drivers = new Map<string, NetworkDriver>();
+  readonly #hostNetns?: string;
+  readonly #prefix: string;
+  readonly #dns: string[];
+  readonly #log: Logger;
+  readonly #lock = new Mutex();
+  readonly #onClose?: () => void;
+  #closed = false;
+
+  constructor(options: ControllerOptions) {
+    this.#kernel = options.kernel;
+    this.#store = options.store;
+    this.#ipam = options.ipam;
+    for (const d of options.drivers) this.#drivers.set(d.type, d);
+    this.#hostNetns = options.hostNetns;
+    this.#prefix = options.prefix;
+    this.#dns = options.dns ?? [];
+    this.#log = options.log ?? quietLogger;
+    this.#onClose = options.onClose;
+  }
+
+  /** The host namespace this controller serves (undefined = root). */
+  get hostNetns(): string | undefined {
+    return this.#hostNetns;
+  }
+
+  /** Names of the registered drivers. */
+  get driverNames(): string[] {
+    return [...this.#drivers.keys()].sort();
+  }
+
+  // ---------------------------------------------------------------- lookups
+
+  /** Finds a network by name, full id or unique id prefix. */
+  #findNetwork(ref: string): NetworkRecord {
+    const all = this.#store.list("network");
+    const hit = all.find((n) => n.name === ref) ?? all.find((n) => n.id === ref);
+    if (hit) return hit;
+    const byPrefix = /^[0-9a-f]{1,64}$/.test(ref) ? all.filter((n) => n.id.startsWith(ref)) : [];
+    if (byPrefix.length === 1) return byPrefix[0];
+    if (byPrefix.length > 1) {
+      throw new InvalidArgumentError(`network id prefix "${ref}" matches several networks`);
+    }
+    throw new NotFoundError(`network "${ref}" not found`);
+  }
+
+  #findSandbox(ref: string): SandboxRecord {
+    const all = this.#store.list("sandbox");
+    const hit = all.find((s) => s.name === ref) ?? all.find((s) => s.id === ref);
+    if (hit) return hit;
+    const byPrefix = /^[0-9a-f]{1,64}$/.test(ref) ? all.filter((s) => s.id.startsWith(ref)) : [];
+    if (byPrefix.length === 1) return byPrefix[0];
+    throw new NotFoundError(`sandbox "${ref}" not found`);
+  }
+
+  #driver(name: string): NetworkDriver {
+    const d = this.#drivers.get(name);
+    if (!d) {
+      throw new InvalidArgumentError(
+        `unknown driver "${name}" (known: ${this.driverNames.join(", ")})`,
+      );
+    }
+    return d;
+  }
+
+  #endpointsOf(sb: SandboxRecord): EndpointRecord[] {
+    return sb.endpoints.map((id) => this.#store.get("endpoint", id)).filter((
+      e,
+    ): e is EndpointRecord => !!e);
+  }
+
+  // ---------------------------------------------------------------- reads
+
+  /** Every network, oldest first. */
+  listNetworks(): NetworkRecord[] {
+    return this.#store.list("network");
+  }
+
+  /** A network and its endpoints. */
+  inspectNetwork(ref: string): NetworkView {
+    const net = this.#findNetwork(ref);
+    const sandboxes = new Map(this.#store.list("sandbox").map((s) => [s.id, s.name]));
+    const endpoints = this.#store.list("endpoint").filter((e) => e.networkId === net.id)
+      .map((e) => ({ ...e, sandboxName: e.sandboxId ? sandboxes.get(e.sandboxId) : undefined }));
+    return { ...net, endpoints };
+  }
+
+  /** Every sandbox, oldest first. */
+  listSandboxes(): SandboxRecord[] {
+    return this.#store.list("sandbox");
+  }
+
+  /** A sandbox and its endpoints, in join order. */
+  inspectSandbox(ref: string): SandboxView {
+    const sb = this.#findSandbox(ref);
+    const nets = new Map(this.#store.list("network").map((n) => [n.id, n.name]));
+    return {
+      ...sb,
+      endpointDetails: this.#endpointsOf(sb).map((e) => ({
+        ...e,
+        networkName: nets.get(e.networkId) ?? e.networkId,
+      })),
+    };
+  }
+
+  // ---------------------------------------------------------------- networks
+
+  /** Creates a network (libnetwork `NewNetwork`, §1.2). */
+  createNetwork(opts: NetworkCreateOptions): Promise<NetworkRecord> {
+    return this.#locked(`Cannot create network "${opts.name}"`, async (undo) => {
+      validateName("network", opts.name);
+      const all = this.#store.list("network");
+      if (all.some((n) => n.name === opts.name)) {
+        throw new ConflictError(`network with name ${opts.name} already exists`);
+      }
+      const driver = this.#driver(opts.driver ?? "bridge");
+      if (driver.singleInstance && all.some((n) => n.driver === driver.type)) {
+        throw new ForbiddenError(`only one instance of "${driver.type}" network is allowed`);
+      }
+      const options = { ...(opts.options ?? {}) };
+      const id = newId();
+      let ipv4: IpamConfig[] = [];
+      let ipv6: IpamConfig[] = [];
+      if (driver.skipIpam) {
+        if (opts.subnet || opts.gateway || opts.ipRange || opts.ipv6Subnet) {
+          throw new InvalidArgumentError(`driver "${driver.type}" takes no IPAM configuration`);
+        }
+      } else {
+        this.#checkIpamInput(opts, all, driver);
+        ipv4 = [await this.#allocatePool(4, opts.subnet, opts.ipRange, opts.gateway, undo)];
+        if (opts.ipv6) {
+          ipv6 = [await this.#allocatePool(6, opts.ipv6Subnet, undefined, opts.ipv6Gateway, undo)];
+        }
+      }
+      if (!opts.ipv6 && (opts.ipv6Subnet || opts.ipv6Gateway)) {
+        throw new InvalidArgumentError(`an IPv6 subnet or gateway needs --ipv6`);
+      }
+      const req: CreateNetworkRequest = {
+        networkId: id,
+        name: opts.name,
+        options,
+        internal: !!opts.internal,
+        enableIpv6: !!opts.ipv6,
+        ipv4: ipv4.map(toIpamData),
+        ipv6: ipv6.map(toIpamData),
+      };
+      driver.validateNetwork?.(req);
+      await driver.createNetwork(req);
+      undo.push(`delete network ${id}`, () => driver.deleteNetwork(id));
+      const record: NetworkRecord = {
+        id,
+        name: opts.name,
+        driver: driver.type,
+        scope: driver.capabilities().dataScope,
+        internal: !!opts.internal,
+        enableIpv6: !!opts.ipv6,
+        options,
+        labels: { ...(opts.labels ?? {}) },
+        ipv4,
+        ipv6,
+        created: new Date().toISOString(),
+      };
+      this.#store.transaction((tx) => tx.put("network", record));
+      this.#log(
+        `network create ${record.name} id=${id.slice(0, 12)} driver=${driver.type} ${
+          ipv4.map((c) => c.subnet).join(",")
+        }`,
+      );
+      return record;
+    });
+  }
+
+  #checkIpamInput(opts: NetworkCreateOptions, all: NetworkRecord[], driver: NetworkDriver) {
+    if (!opts.subnet && (opts.gateway || opts.ipRange)) {
+      throw new InvalidArgumentError(`a gateway or ip-range needs a subnet`);
+    }
+    if (!opts.subnet) return;
+    const subnet = Prefix.parse(opts.subnet, "subnet");
+    if (subnet.family !== 4) {
+      throw new InvalidArgumentError(`subnet ${opts.subnet} is not IPv4 (use --ipv6-subnet)`);
+    }
+    if (opts.gateway && !subnet.contains(parseIp(opts.gateway, "gateway"))) {
+      throw new InvalidArgumentError(`gateway ${opts.gateway} is outside subnet ${subnet}`);
+    }
+    if (opts.ipRange) {
+      const range = Prefix.parse(opts.ipRange, "ip-range");
+      if (!range.within(subnet)) {
+        throw new InvalidArgumentError(`ip-range ${opts.ipRange} is outside subnet ${subnet}`);
+      }
+    }
+    // Nicer message than the IPAM's, naming the network (the IPAM check stays the backstop).
+    for (const other of all) {
+      for (const c of other.ipv4) {
+        const shared = opts.ipRange && other.driver !== "bridge" && driver.type !== "bridge" &&
+          c.subnet === subnet.toString();
+        if (!shared && Prefix.parse(c.subnet).overlaps(subnet)) {
+          throw new ForbiddenError(
+            `subnet ${subnet} overlaps network "${other.name}" (${c.subnet})`,
+          );
+        }
+      }
+    }
+  }
+
+  async #allocatePool(
+    family: 4 | 6,
+    subnet: string | undefined,
+    ipRange: string | undefined,
+    gateway: string | undefined,
+    undo: UndoStack,
+  ): Promise<IpamConfig> {
+    if (subnet) {
+      const p = Prefix.parse(subnet, family === 6 ? "IPv6 subnet" : "subnet");
+      if (p.family !== family) {
+        throw new InvalidArgumentError(`subnet ${subnet} is not IPv${family}`);
+      }
+      if (gateway && !p.contains(parseIp(gateway, "gateway"))) {
+        throw new InvalidArgumentError(`gateway ${gateway} is outside subnet ${p}`);
+      }
+    }
+    const space = this.#ipam.defaultAddressSpaces().local;
+    const pool = await this.#ipam.requestPool({
+      addressSpace: space,
+      pool: subnet,
+      subPool: ipRange,
+      v6: family === 6,
+    });
+    undo.push(`release pool ${pool.poolId}`, () => this.#ipam.releasePool(pool.poolId));
+    const gw = await this.#ipam.requestAddress(pool.poolId, gateway, { gateway: true });
+    undo.push(
+      `release gateway ${gw}`,
+      () => this.#ipam.releaseAddress(pool.poolId, gw.split("/")[0]),
+    );
+    return {
+      subnet: pool.pool,
+      ipRange,
+      gateway: gw.split("/")[0],
+      poolId: pool.poolId,
+      userSubnet: !!subnet,
+    };
+  }
+
+  /** Removes a network (libnetwork `Network.Delete`, §1.2). */
+  removeNetwork(ref: string): Promise<void> {
+    return this.#locked(`Cannot remove network "${ref}"`, async () => {
+      const net = this.#findNetwork(ref);
+      const driver = this.#driver(net.driver);
+      if (driver.undeletable) {
+        throw new ForbiddenError(`${net.name} is a pre-defined network and cannot be removed`);
+      }
+      const eps = this.#store.list("endpoint").filter((e) => e.networkId === net.id);
+      if (eps.length > 0) {
+        throw new ForbiddenError(
+          `network ${net.name} id ${net.id} has active endpoints (${
+            eps.map((e) => e.name).join(", ")
+          })`,
+        );
+      }
+      // Marked first, so a crash mid-delete is finished on restart (§1.5).
+      this.#store.transaction((tx) => tx.put("network", { ...net, inDelete: true }));
+      await driver.deleteNetwork(net.id);
+      await this.#releaseNetworkIpam(net);
+      this.#store.transaction((tx) => tx.delete("network", net.id));
+      this.#log(`network rm ${net.name} id=${net.id.slice(0, 12)}`);
+    });
+  }
+
+  async #releaseNetworkIpam(net: NetworkRecord): Promise<void> {
+    for (const c of [...net.ipv4, ...net.ipv6]) {
+      if (c.gateway) await this.#ipam.releaseAddress(c.poolId, c.gateway).catch(() => {});
+      await this.#ipam.releasePool(c.poolId).catch(() => {});
+    }
+  }
+
+  // ---------------------------------------------------------------- sandboxes
+
+  /** Creates a sandbox: a namespace with loopback up, its hosts and resolv.conf. */
+  createSandbox(opts: SandboxCreateOptions): Promise<SandboxRecord> {
+    return this.#locked(`Cannot create sandbox "${opts.name}"`, async (undo) => {
+      validateName("sandbox", opts.name);
+      if (this.#store.list("sandbox").some((s) => s.name === opts.name)) {
+        throw new ConflictError(`sandbox with name ${opts.name} already exists`);
+      }
+      const id = newId();
+      const hostname = opts.hostname ?? id.slice(0, 12);
+      if (!HOSTNAME_RE.test(hostname) || hostname.length > 253) {
+        throw new InvalidArgumentError(`invalid hostname ${JSON.stringify(hostname)}`);
+      }
+      const netnsName = `${this.#prefix}-${id.slice(0, 12)}`;
+      const record: SandboxRecord = {
+        id,
+        name: opts.name,
+        hostname,
+        netnsName,
+        netnsPath: this.#kernel.netnsPath(netnsName),
+        endpoints: [],
+        created: new Date().toISOString(),
+      };
+      const etc = this.#kernel.etcNetnsPath(netnsName);
+      const hostResolv = await this.#kernel.fs.readTextFile("/etc/resolv.conf");
+      await this.#kernel.apply(
+        plan(
+          { kind: "netns-add", name: netnsName },
+          { kind: "ip", netns: netnsName, lines: ["link set dev lo up"] },
+          {
+            kind: "write",
+            path: `${etc}/hosts`,
+            content: hostsFile(hostname, []),
+            undoDir: etc,
+          },
+          {
+            kind: "write",
+            path: `${etc}/resolv.conf`,
+            content: resolvConf(this.#dns, hostResolv),
+          },
+          { kind: "write", path: `${etc}/hostname`, content: hostname + "\n" },
+        ),
+        undo,
+      );
+      this.#store.transaction((tx) => tx.put("sandbox", record));
+      this.#log(`sandbox create ${record.name} netns=${netnsName}`);
+      return record;
+    });
+  }
+
+  /** Removes a sandbox: leaves every network, deletes its namespace and files (§1.2 step 7). */
+  removeSandbox(ref: string): Promise<void> {
+    return this.#locked(`Cannot remove sandbox "${ref}"`, async () => {
+      let sb = this.#findSandbox(ref);
+      for (const ep of this.#endpointsOf(sb).reverse()) {
+        sb = await this.#disconnect(sb, ep, false);
+      }
+      await this.#kernel.deleteNetns(sb.netnsName);
+      await this.#kernel.fs.remove(this.#kernel.etcNetnsPath(sb.netnsName));
+      this.#store.transaction((tx) => tx.delete("sandbox", sb.id));
+      this.#log(`sandbox rm ${sb.name}`);
+    });
+  }
+
+  // ---------------------------------------------------------------- endpoints
+
+  /**
+   * Connects a sandbox to a network: CreateEndpoint then Join (§1.2 steps 3-4), then the
+   * default route and hosts file. Returns the endpoint.
+   */
+  connect(networkRef: string, sandboxRef: string, opts: ConnectOptions = {}) {
+    return this.#locked(
+      `Cannot connect sandbox "${sandboxRef}" to network "${networkRef}"`,
+      async (undo): Promise<EndpointRecord> => {
+        const net = this.#findNetwork(networkRef);
+        const sb = this.#findSandbox(sandboxRef);
+        const driver = this.#driver(net.driver);
+        const current = this.#endpointsOf(sb);
+        if (current.some((e) => e.networkId === net.id)) {
+          throw new ForbiddenError(
+            `endpoint with name ${sb.name} already exists in network ${net.name}`,
+          );
+        }
+        const nets = new Map(this.#store.list("network").map((n) => [n.id, n]));
+        const exclusive = (n?: NetworkRecord) => !!n && !!this.#drivers.get(n.driver)?.exclusive;
+        if (
+          current.length > 0 &&
+          (driver.exclusive || current.some((e) => exclusive(nets.get(e.networkId))))
+        ) {
+          throw new ForbiddenError(
+            `a sandbox cannot be connected to several networks when one of them is in private (none) mode`,
+          );
+        }
+        const aliases = [...new Set(opts.aliases ?? [])];
+        for (const a of aliases) validateName("alias", a);
+        let ipv4: string | undefined;
+        let ipv6: string | undefined;
+        if (!driver.skipIpam) {
+          ipv4 = await this.#allocateAddress(net.ipv4[0], opts.ipv4, net, "IPv4", undo);
+          if (net.ipv6.length > 0) {
+            ipv6 = await this.#allocateAddress(net.ipv6[0], opts.ipv6, net, "IPv6", undo);
+          } else if (opts.ipv6) {
+            throw new InvalidArgumentError(`network ${net.name} has no IPv6 subnet`);
+          }
+        } else if (opts.ipv4 || opts.ipv6) {
+          throw new InvalidArgumentError(`network ${net.name} has no IPAM: no address can be set`);
+        }
+        const id = newId();
+        const created = await driver.createEndpoint(net.id, id, { address: ipv4, addressV6: ipv6 });
+        undo.push(
+          `delete endpoint ${id}`,
+          () => driver.deleteEndpoint(net.id, id, created.driverData),
+        );
+        const ifname = driver.skipIpam ? undefined : nextIfname(
+          net.options[IFACE_PREFIX_OPTION] ?? "eth",
+          current.map((e) => e.ifname),
+        );
+        const joinReq: JoinRequest = {
+          networkId: net.id,
+          endpointId: id,
+          sandbox: sb,
+          ifname: ifname ?? "",
+          iface: { address: ipv4, addressV6: ipv6, mac: created.mac },
+          driverData: created.driverData,
+        };
+        const joined = await driver.join(joinReq);
+        undo.push(`leave ${id}`, () => driver.leave(joinReq));
+        const ep: EndpointRecord = {
+          id,
+          name: sb.name,
+          networkId: net.id,
+          sandboxId: sb.id,
+          ipv4,
+          ipv6,
+          mac: created.mac,
+          ifname,
+          gateway: joined.gateway,
+          gatewayV6: joined.gatewayV6,
+          staticIpv4: !!opts.ipv4,
+          aliases,
+          driverData: { ...created.driverData, ...(joined.driverData ?? {}) },
+          created: new Date().toISOString(),
+        };
+        const updated: SandboxRecord = { ...sb, endpoints: [...sb.endpoints, id] };
+        await this.#programSandbox(current, [...current, ep], updated, nets);
+        this.#store.transaction((tx) => {
+          tx.put("endpoint", ep);
+          tx.put("sandbox", updated);
+        });
+        this.#log(`connect ${sb.name} -> ${net.name} ${ifname ?? "-"} ${ipv4 ?? ""}`);
+        return ep;
+      },
+    );
+  }
+
+  async #allocateAddress(
+    cfg: IpamConfig,
+    preferred: string | undefined,
+    net: NetworkRecord,
+    label: string,
+    undo: UndoStack,
+  ): Promise<string> {
+    if (preferred) {
+      const ip = parseIp(preferred, `${label} address`);
+      if (!cfg.userSubnet && label === "IPv4") {
+        // Docker 20.10: runconfig.ErrUnsupportedNetworkNoSubnetAndIP
+        throw new InvalidArgumentError(
+          `user specified IP address is supported only when connecting to networks with user configured subnets`,
+        );
+      }
+      const subnet = Prefix.parse(cfg.subnet);
+      if (!subnet.contains(ip)) {
+        throw new InvalidArgumentError(
+          `${label} address ${preferred} is outside subnet ${cfg.subnet} of network ${net.name}`,
+        );
+      }
+    }
+    const addr = await this.#ipam.requestAddress(cfg.poolId, preferred);
+    undo.push(
+      `release ${addr}`,
+      () => this.#ipam.releaseAddress(cfg.poolId, addr.split("/")[0]),
+    );
+    return addr;
+  }
+
+  /**
+   * Programs what the sandbox (not the driver) owns: the default routes via the gateway
+   * endpoint, chosen as libnetwork's `Endpoint.Less` orders them (§1.1: non-internal first,
+   * then endpoints with a gateway, then by network name), and the hosts file.
+   */
+  async #programSandbox(
+    before: EndpointRecord[],
+    after: EndpointRecord[],
+    sb: SandboxRecord,
+    nets: Map<string, NetworkRecord>,
+  ): Promise<void> {
+    const pick = (eps: EndpointRecord[]) =>
+      [...eps].filter((e) => e.ifname).sort((a, b) => {
+        const na = nets.get(a.networkId), nb = nets.get(b.networkId);
+        const ia = na?.internal ? 1 : 0, ib = nb?.internal ? 1 : 0;
+        if (ia !== ib) return ia - ib;
+        const ga = (a.gateway ? 1 : 0) + (a.gatewayV6 ? 1 : 0);
+        const gb = (b.gateway ? 1 : 0) + (b.gatewayV6 ? 1 : 0);
+        if (ga !== gb) return gb - ga;
+        return (na?.name ?? "").localeCompare(nb?.name ?? "");
+      })[0];
+    const old = pick(before), now = pick(after);
+    const routeKey = (e?: EndpointRecord) =>
+      e ? `${e.id}|${e.gateway ?? ""}|${e.gatewayV6 ?? ""}` : "";
+    if (routeKey(old) !== routeKey(now)) {
+      const lines: string[] = [];
+      if (now?.gateway) lines.push(`route replace default via ${now.gateway} dev ${now.ifname}`);
+      if (now?.gatewayV6) {
+        lines.push(`-6 route replace default via ${now.gatewayV6} dev ${now.ifname}`);
+      }
+      await this.#kernel.ipForce(sb.netnsName, [
+        ...(old?.gateway && !now?.gateway ? ["route del default"] : []),
+        ...(old?.gatewayV6 && !now?.gatewayV6 ? ["-6 route del default"] : []),
+      ]);
+      await this.#kernel.ip(sb.netnsName, lines);
+    }
+    const addresses = after.flatMap((e) => [e.ipv4, e.ipv6]).filter((a): a is string => !!a);
+    await this.#kernel.fs.writeTextFile(
+      this.#kernel.etcNetnsPath(sb.netnsName, "hosts"),
+      hostsFile(sb.hostname, addresses),
+    );
+  }
+
+  /** Disconnects a sandbox from a network: Leave then Delete (§1.2 steps 5-6). */
+  disconnect(networkRef: string, sandboxRef: string): Promise<void> {
+    return this.#locked(
+      `Cannot disconnect sandbox "${sandboxRef}" from network "${networkRef}"`,
+      async () => {
+        const net = this.#findNetwork(networkRef);
+        const sb = this.#findSandbox(sandboxRef);
+        const ep = this.#endpointsOf(sb).find((e) => e.networkId === net.id);
+        if (!ep) {
+          throw new ForbiddenError(`sandbox ${sb.name} is not connected to network ${net.name}`);
+        }
+        await this.#disconnect(sb, ep, true);
+      },
+    );
+  }
+
+  async #disconnect(
+    sb: SandboxRecord,
+    ep: EndpointRecord,
+    reprogram: boolean,
+  ): Promise<SandboxRecord> {
+    const nets = new Map(this.#store.list("network").map((n) => [n.id, n]));
+    const net = nets.get(ep.networkId);
+    const driver = net ? this.#drivers.get(net.driver) : undefined;
+    const before = this.#endpointsOf(sb);
+    const after = before.filter((e) => e.id !== ep.id);
+    const updated: SandboxRecord = { ...sb, endpoints: sb.endpoints.filter((i) => i !== ep.id) };
+    if (driver && net) {
+      const req: JoinRequest = {
+        networkId: net.id,
+        endpointId: ep.id,
+        sandbox: sb,
+        ifname: ep.ifname ?? "",
+        iface: { address: ep.ipv4, addressV6: ep.ipv6, mac: ep.mac },
+        driverData: ep.driverData,
+      };
+      await driver.revokeExternalConnectivity({ ...req, options: {} });
+      await driver.leave(req);
+      await driver.deleteEndpoint(net.id, ep.id, ep.driverData);
+      if (ep.ipv4) await this.#ipam.releaseAddress(net.ipv4[0].poolId, ep.ipv4.split("/")[0]);
+      if (ep.ipv6) await this.#ipam.releaseAddress(net.ipv6[0].poolId, ep.ipv6.split("/")[0]);
+    }
+    if (reprogram) await this.#programSandbox(before, after, updated, nets);
+    this.#store.transaction((tx) => {
+      tx.delete("endpoint", ep.id);
+      tx.put("sandbox", updated);
+    });
+    this.#log(`disconnect ${sb.name} -x ${net?.name ?? ep.networkId}`);
+    return updated;
+  }
+
+  // ---------------------------------------------------------------- restore
+
+  /**
+   * Rebuilds in-memory state from the store after a (re)start: replays IPAM allocations
+   * (libnetwork `reservePools`, §1.5), lets drivers restore their networks, finishes
+   * deletes a crash interrupted, and drops sandboxes whose namespace is gone.
+   */
+  restore(): Promise<void> {
+    return this.#lock.run(async () => {
+      for (const net of this.#store.list("network")) {
+        const driver = this.#drivers.get(net.driver);
+        if (!driver) {
+          this.#log(`restore: network ${net.name} uses unknown driver ${net.driver}; kept as is`);
+          continue;
+        }
+        for (const [family, cfgs] of [[4, net.ipv4], [6, net.ipv6]] as const) {
+          for (const c of cfgs) {
+            await this.#ipam.requestPool({
+              addressSpace: c.poolId.split("/")[0],
+              pool: c.subnet,
+              subPool: c.ipRange,
+              v6: family === 6,
+            });
+            if (c.gateway) await this.#ipam.requestAddress(c.poolId, c.gateway, { gateway: true });
+          }
+        }
+        if (net.inDelete) {
+          this.#log(`restore: finishing the removal of network ${net.name}`);
+          await driver.deleteNetwork(net.id);
+          await this.#releaseNetworkIpam(net);
+          this.#store.transaction((tx) => tx.delete("network", net.id));
+          continue;
+        }
+        await driver.restoreNetwork?.({
+          networkId: net.id,
+          name: net.name,
+          options: net.options,
+          internal: net.internal,
+          enableIpv6: net.enableIpv6,
+          ipv4: net.ipv4.map(toIpamData),
+          ipv6: net.ipv6.map(toIpamData),
+        });
+      }
+      const nets = new Map(this.#store.list("network").map((n) => [n.id, n]));
+      for (const ep of this.#store.list("endpoint")) {
+        const net = nets.get(ep.networkId);
+        if (!net) continue;
+        if (ep.ipv4) await this.#ipam.requestAddress(net.ipv4[0].poolId, ep.ipv4.split("/")[0]);
+        if (ep.ipv6) await this.#ipam.requestAddress(net.ipv6[0].poolId, ep.ipv6.split("/")[0]);
+      }
+    });
+  }
+
+  /** Stops taking requests (kernel objects and records stay, as with Docker's live restore). */
+  close(): Promise<void> {
+    return this.#lock.run(() => {
+      if (!this.#closed) this.#onClose?.();
+      this.#closed = true;
+      return Promise.resolve();
+    });
+  }
+
+  // ---------------------------------------------------------------- plumbing
+
+  /** Runs an operation under the lock with an undo stack; a failure unwinds it. */
+  #locked<T>(action: string, fn: (undo: UndoStack) => Promise<T>): Promise<T> {
+    return this.#lock.run(async () => {
+      if (this.#closed) throw new CnmError("internal", `${action}: the controller is closed`);
+      const undo = new UndoStack(this.#log);
+      try {
+        const result = await fn(undo);
+        undo.commit();
+        return result;
+      } catch (err) {
+        await undo.unwind();
+        const wrapped = withAction(action, err);
+        this.#log(`${wrapped.message}`);
+        throw wrapped;
+      }
+    });
+  }
+}
+
+function toIpamData(c: IpamConfig): IpamData {
+  const bits = c.subnet.split("/")[1];
+  return { pool: c.subnet, gateway: c.gateway ? `${c.gateway}/${bits}` : undefined };
+}
+
+/** The lowest free `<prefix>N` among a sandbox's interface names. */
+export function nextIfname(prefix: string, used: (string | undefined)[]): string {
+  const taken = new Set(used);
+  for (let i = 0;; i++) if (!taken.has(`${prefix}${i}`)) return `${prefix}${i}`;
+}
+
+/** Creates a controller and restores its state from the store. */
+export async function createController(options: ControllerOptions): Promise<Controller> {
+  const c = new Controller(options);
+  await c.restore();
+  return c;
+}

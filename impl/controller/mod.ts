@@ -1,0 +1,5 @@
+/**
+ * The controller.
+ * @module
+ */
+export * from "./controller.ts";

@@ -1,0 +1,299 @@
+/**
+ * The kernel façade: applies plans through a {@linkcode CommandRunner}, reads state as JSON
+ * (`ip -j`, `nft -j`), and manages namespaces and the files under /etc/netns. Everything in
+ * impl/ that touches the kernel goes through here.
+ * @module
+ */
+import { KernelCommandError } from "../model/errors.ts";
+import { type Op, type Plan, renderPlan } from "./plan.ts";
+import { type CommandRunner, createDaxRunner, type Logger, quietLogger } from "./runner.ts";
+import { UndoStack } from "./undo.ts";
+
+/** File operations, injectable so unit tests need no root. */
+export interface FileSystem {
+  writeTextFile(path: string, content: string): Promise<void>;
+  mkdir(path: string): Promise<void>;
+  /** Removes a file or directory tree; missing is fine. */
+  remove(path: string): Promise<void>;
+  readTextFile(path: string): Promise<string | undefined>;
+}
+
+/** The real file system. */
+export const realFs: FileSystem = {
+  writeTextFile: (p, c) => Deno.writeTextFile(p, c),
+  mkdir: (p) => Deno.mkdir(p, { recursive: true }),
+  async remove(p) {
+    try {
+      await Deno.remove(p, { recursive: true });
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    }
+  },
+  async readTextFile(p) {
+    try {
+      return await Deno.readTextFile(p);
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) return undefined;
+      throw e;
+    }
+  },
+};
+
+/** An in-memory file system for unit tests. */
+export class MemoryFs implements FileSystem {
+  readonly files = new Map<string, string>();
+  writeTextFile(p: string, c: string): Promise<void> {
+    this.files.set(p, c);
+    return Promise.resolve();
+  }
+  mkdir(_p: string): Promise<void> {
+    return Promise.resolve();
+  }
+  remove(p: string): Promise<void> {
+    for (const k of [...this.files.keys()]) {
+      if (k === p || k.startsWith(p + "/")) this.files.delete(k);
+    }
+    return Promise.resolve();
+  }
+  readTextFile(p: string): Promise<string | undefined> {
+    return Promise.resolve(this.files.get(p));
+  }
+}
+
+/** Options of {@linkcode Kernel}. */
+export interface KernelOptions {
+  runner?: CommandRunner;
+  fs?: FileSystem;
+  log?: Logger;
+  /** Where named namespaces live (/run/netns). */
+  netnsDir?: string;
+  /** Where per-namespace files live (/etc/netns). */
+  etcNetnsDir?: string;
+}
+
+/** A link as `ip -j link` reports it (the fields we use). */
+export interface LinkInfo {
+  ifname: string;
+  ifindex: number;
+  address?: string;
+  mtu?: number;
+  master?: string;
+  operstate?: string;
+  flags?: string[];
+  linkinfo?: { info_kind?: string };
+}
+
+/** Runs plans and reads kernel state. */
+export class Kernel {
+  readonly runner: CommandRunner;
+  readonly fs: FileSystem;
+  readonly log: Logger;
+  readonly netnsDir: string;
+  readonly etcNetnsDir: string;
+
+  constructor(options: KernelOptions = {}) {
+    this.log = options.log ?? quietLogger;
+    this.runner = options.runner ?? createDaxRunner({ log: this.log });
+    this.fs = options.fs ?? realFs;
+    this.netnsDir = options.netnsDir ?? "/run/netns";
+    this.etcNetnsDir = options.etcNetnsDir ?? "/etc/netns";
+  }
+
+  /** Path of a named namespace. */
+  netnsPath(name: string): string {
+    return `${this.netnsDir}/${name}`;
+  }
+
+  /** `ip` argv for a namespace (root when absent). */
+  ipArgv(netns: string | undefined, ...args: string[]): string[] {
+    return netns ? ["ip", "-n", netns, ...args] : ["ip", ...args];
+  }
+
+  /** argv that runs `cmd` inside a namespace without touching mounts (nsenter). */
+  inNetns(netns: string | undefined, cmd: string[]): string[] {
+    return netns ? ["nsenter", `--net=${this.netnsPath(netns)}`, ...cmd] : cmd;
+  }
+
+  /** Runs one op. */
+  async #runOp(op: Op): Promise<void> {
+    switch (op.kind) {
+      case "ip":
+        await this.runner.run({
+          argv: this.ipArgv(op.netns, "-batch", "-"),
+          stdin: op.lines.join("\n") + "\n",
+        });
+        return;
+      case "nft":
+        await this.runner.run({
+          argv: this.inNetns(op.netns, ["nft", "-f", "-"]),
+          stdin: op.script,
+        });
+        return;
+      case "netns-add":
+        await this.runner.run({ argv: ["ip", "netns", "add", op.name] });
+        return;
+      case "sysctl":
+        await this.runner.run({
+          argv: this.inNetns(op.netns, ["sysctl", "-qw", `${op.key}=${op.value}`]),
+        });
+        return;
+      case "write": {
+        await this.fs.mkdir(op.path.slice(0, op.path.lastIndexOf("/")));
+        await this.fs.writeTextFile(op.path, op.content);
+        return;
+      }
+    }
+  }
+
+  /** The compensation of an op, if it has one. Compensations never throw on "not there". */
+  #undoOf(op: Op): (() => Promise<void>) | undefined {
+    switch (op.kind) {
+      case "ip":
+        if (!op.undo?.length) return undefined;
+        return async () => {
+          await this.runner.run({
+            argv: this.ipArgv(op.netns, "-force", "-batch", "-"),
+            stdin: op.undo!.join("\n") + "\n",
+            allowFail: true,
+          });
+        };
+      case "nft":
+        if (!op.undo) return undefined;
+        return async () => {
+          await this.runner.run({
+            argv: this.inNetns(op.netns, ["nft", "-f", "-"]),
+            stdin: op.undo,
+            allowFail: true,
+          });
+        };
+      case "netns-add":
+        return () => this.deleteNetns(op.name);
+      case "write":
+        return op.undoDir ? () => this.fs.remove(op.undoDir!) : undefined;
+      default:
+        return undefined;
+    }
+  }
+
+  /**
+   * Applies a plan. Each op's compensation is pushed on `undo` once the op has started, so a
+   * failure halfway through an `ip -batch` is taken back too. Without an `undo` stack, a
+   * failed plan unwinds itself before the error is rethrown.
+   */
+  async apply(p: Plan, undo?: UndoStack): Promise<void> {
+    const own = undo ?? new UndoStack(this.log);
+    try {
+      for (const op of p.ops) {
+        const comp = this.#undoOf(op);
+        if (comp) own.push(`${op.kind} ${renderPlan({ ops: [op] }).split("\n")[0]}`, comp);
+        await this.#runOp(op);
+      }
+    } catch (err) {
+      if (!undo) await own.unwind();
+      throw err;
+    }
+    if (!undo) own.commit();
+  }
+
+  /** Reads `ip -j ARGS` in a namespace. */
+  async ipJson<T>(netns: string | undefined, ...args: string[]): Promise<T> {
+    const r = await this.runner.run({ argv: this.ipArgv(netns, "-j", ...args) });
+    return (r.stdout.trim() ? JSON.parse(r.stdout) : []) as T;
+  }
+
+  /** Links of a namespace; [] when the namespace does not exist. */
+  async links(netns: string | undefined): Promise<LinkInfo[]> {
+    if (netns && !(await this.netnsExists(netns))) return [];
+    return await this.ipJson<LinkInfo[]>(netns, "-d", "link", "show");
+  }
+
+  /** Runs an ip batch in a namespace, continuing past errors (for idempotent deletes). */
+  async ipForce(netns: string | undefined, lines: string[]): Promise<void> {
+    if (lines.length === 0) return;
+    await this.runner.run({
+      argv: this.ipArgv(netns, "-force", "-batch", "-"),
+      stdin: lines.join("\n") + "\n",
+      allowFail: true,
+    });
+  }
+
+  /** Runs an ip batch in a namespace, throwing on the first error. */
+  async ip(netns: string | undefined, lines: string[]): Promise<void> {
+    if (lines.length === 0) return;
+    await this.runner.run({
+      argv: this.ipArgv(netns, "-batch", "-"),
+      stdin: lines.join("\n") + "\n",
+    });
+  }
+
+  /** Runs one nft transaction in a namespace. */
+  async nft(netns: string | undefined, script: string, allowFail = false): Promise<void> {
+    await this.runner.run({
+      argv: this.inNetns(netns, ["nft", "-f", "-"]),
+      stdin: script,
+      allowFail,
+    });
+  }
+
+  /** Names of the nft tables of a namespace, as `family name`. */
+  async nftTables(netns: string | undefined): Promise<string[]> {
+    const r = await this.runner.run({ argv: this.inNetns(netns, ["nft", "-j", "list", "tables"]) });
+    const parsed = JSON.parse(r.stdout || "{}") as {
+      nftables?: { table?: { family: string; name: string } }[];
+    };
+    return (parsed.nftables ?? []).flatMap((e) =>
+      e.table ? [`${e.table.family} ${e.table.name}`] : []
+    );
+  }
+
+  /** Names of the namespaces under /run/netns. */
+  async netnsList(): Promise<string[]> {
+    const names: string[] = [];
+    try {
+      for await (const e of Deno.readDir(this.netnsDir)) names.push(e.name);
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    }
+    return names.sort();
+  }
+
+  /** True when a namespace of that name exists. */
+  async netnsExists(name: string): Promise<boolean> {
+    try {
+      await Deno.stat(this.netnsPath(name));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Creates a namespace with loopback up; fails if it exists. */
+  async createNetns(name: string): Promise<void> {
+    await this.runner.run({ argv: ["ip", "netns", "add", name] });
+    try {
+      await this.ip(name, ["link set dev lo up"]);
+    } catch (err) {
+      await this.deleteNetns(name);
+      throw err;
+    }
+  }
+
+  /** Deletes a namespace (idempotent), killing processes still inside it first. */
+  async deleteNetns(name: string): Promise<void> {
+    const pids = await this.runner.run({ argv: ["ip", "netns", "pids", name], allowFail: true });
+    for (const pid of pids.stdout.split(/\s+/).filter(Boolean)) {
+      try {
+        Deno.kill(Number(pid), "SIGKILL");
+      } catch { /* already gone */ }
+    }
+    const r = await this.runner.run({ argv: ["ip", "netns", "del", name], allowFail: true });
+    if (r.code !== 0 && !/No such file|not found|Invalid/i.test(r.stderr)) {
+      throw new KernelCommandError(["ip", "netns", "del", name], r.code, r.stderr);
+    }
+  }
+
+  /** Path of a file under /etc/netns/NAME/. */
+  etcNetnsPath(name: string, file?: string): string {
+    return file ? `${this.etcNetnsDir}/${name}/${file}` : `${this.etcNetnsDir}/${name}`;
+  }
+}

@@ -1,0 +1,76 @@
+/**
+ * The CNM objects as stored records (research/libnetwork.md §1.1): Network, Endpoint and
+ * Sandbox. Plain data, no I/O; the controller owns the invariants between them.
+ * @module
+ */
+
+/** One IPAM pool of a network, with its gateway. */
+export interface IpamConfig {
+  /** The pool, e.g. `10.1.0.0/24`. */
+  subnet: string;
+  /** Sub-range addresses come from (`--ip-range`), if any. */
+  ipRange?: string;
+  /** Gateway address without prefix length, if one was allocated. */
+  gateway?: string;
+  /** The IPAM's pool id (`LocalDefault/10.1.0.0/24`). */
+  poolId: string;
+  /** True when the user gave the subnet (not taken from the predefined pools). */
+  userSubnet: boolean;
+}
+
+/** A network: a group of endpoints that can talk to each other. */
+export interface NetworkRecord {
+  id: string;
+  name: string;
+  driver: string;
+  /** Network scope: the driver's data scope ("local" or "global"). */
+  scope: "local" | "global";
+  internal: boolean;
+  enableIpv6: boolean;
+  /** Driver options as the user gave them (Docker's `-o k=v`). */
+  options: Record<string, string>;
+  labels: Record<string, string>;
+  ipv4: IpamConfig[];
+  ipv6: IpamConfig[];
+  created: string;
+  /** Set while a delete is under way, so a crash mid-delete is finished on restart (§1.5). */
+  inDelete?: boolean;
+}
+
+/** An endpoint: a network's attachment point, joined to at most one sandbox. */
+export interface EndpointRecord {
+  id: string;
+  name: string;
+  networkId: string;
+  /** Sandbox id when joined. */
+  sandboxId?: string;
+  /** IPv4 address with prefix length, e.g. `10.1.0.2/24`. */
+  ipv4?: string;
+  /** IPv6 address with prefix length. */
+  ipv6?: string;
+  mac?: string;
+  /** Interface name inside the sandbox (eth0, eth1, ...). */
+  ifname?: string;
+  gateway?: string;
+  gatewayV6?: string;
+  /** True when the user asked for this IPv4 address (`--ip`). */
+  staticIpv4?: boolean;
+  aliases: string[];
+  /** Driver-private data (veth names, ...), opaque to the controller. */
+  driverData: Record<string, string>;
+  created: string;
+}
+
+/** A sandbox: a container's network stack, i.e. one network namespace. */
+export interface SandboxRecord {
+  id: string;
+  name: string;
+  hostname: string;
+  /** Name of the namespace under /run/netns. */
+  netnsName: string;
+  /** Path of the namespace file, e.g. `/run/netns/cnm-1a2b3c4d5e6f`. */
+  netnsPath: string;
+  /** Endpoint ids in join order. */
+  endpoints: string[];
+  created: string;
+}

@@ -1,0 +1,5 @@
+/**
+ * State stores. Embedded (node:sqlite) for local scope.
+ * @module
+ */
+export * from "./store.ts";

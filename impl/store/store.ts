@@ -1,0 +1,98 @@
+/**
+ * The embedded state store: networks, endpoints and sandboxes as JSON records in node:sqlite
+ * (like libnetwork's local bolt KV, research/libnetwork.md §1.4). Every change is one
+ * transaction, so a crash never leaves a half-written record.
+ * @module
+ */
+import { DatabaseSync } from "node:sqlite";
+import type { EndpointRecord, NetworkRecord, SandboxRecord } from "../model/objects.ts";
+
+/** Record kinds the store holds. */
+export type RecordKind = "network" | "endpoint" | "sandbox";
+
+type RecordOf<K extends RecordKind> = K extends "network" ? NetworkRecord
+  : K extends "endpoint" ? EndpointRecord
+  : SandboxRecord;
+
+/** Writes inside one transaction. */
+export interface StoreTx {
+  put<K extends RecordKind>(kind: K, record: RecordOf<K>): void;
+  delete(kind: RecordKind, id: string): void;
+}
+
+/** The state store. */
+export interface Store {
+  /** Every record of a kind, oldest first. */
+  list<K extends RecordKind>(kind: K): RecordOf<K>[];
+  get<K extends RecordKind>(kind: K, id: string): RecordOf<K> | undefined;
+  /** Runs `fn` in one transaction: all its writes land, or none. */
+  transaction(fn: (tx: StoreTx) => void): void;
+  close(): void;
+}
+
+const SCHEMA_VERSION = 1;
+
+/**
+ * Opens (creating if needed) the store at `path`; `:memory:` gives a throwaway one.
+ * The file is in WAL mode with synchronous=FULL: a committed transaction survives a kill -9.
+ */
+export function openStore(path: string): Store {
+  const db = new DatabaseSync(path);
+  if (path !== ":memory:") {
+    db.exec("PRAGMA journal_mode=WAL");
+    db.exec("PRAGMA synchronous=FULL");
+  }
+  db.exec(`CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)`);
+  db.exec(`CREATE TABLE IF NOT EXISTS records (
+    kind TEXT NOT NULL, id TEXT NOT NULL, seq INTEGER NOT NULL, json TEXT NOT NULL,
+    PRIMARY KEY (kind, id))`);
+  const version = db.prepare("SELECT value FROM meta WHERE key = 'schema'").get() as
+    | { value: string }
+    | undefined;
+  if (!version) {
+    db.prepare("INSERT INTO meta (key, value) VALUES ('schema', ?)").run(String(SCHEMA_VERSION));
+  } else if (Number(version.value) !== SCHEMA_VERSION) {
+    db.close();
+    throw new Error(
+      `Cannot open state store ${path}: schema version ${version.value}, expected ${SCHEMA_VERSION}`,
+    );
+  }
+  const listStmt = db.prepare("SELECT json FROM records WHERE kind = ? ORDER BY seq");
+  const getStmt = db.prepare("SELECT json FROM records WHERE kind = ? AND id = ?");
+  const putStmt = db.prepare(
+    `INSERT INTO records (kind, id, seq, json) VALUES (?, ?,
+       (SELECT COALESCE(MAX(seq), 0) + 1 FROM records), ?)
+     ON CONFLICT (kind, id) DO UPDATE SET json = excluded.json`,
+  );
+  const delStmt = db.prepare("DELETE FROM records WHERE kind = ? AND id = ?");
+  const tx: StoreTx = {
+    put(kind, record) {
+      putStmt.run(kind, record.id, JSON.stringify(record));
+    },
+    delete(kind, id) {
+      delStmt.run(kind, id);
+    },
+  };
+  return {
+    list<K extends RecordKind>(kind: K): RecordOf<K>[] {
+      return (listStmt.all(kind) as { json: string }[]).map((r) => JSON.parse(r.json));
+    },
+    get<K extends RecordKind>(kind: K, id: string): RecordOf<K> | undefined {
+      const row = getStmt.get(kind, id) as { json: string } | undefined;
+      return row ? JSON.parse(row.json) : undefined;
+    },
+    transaction(fn) {
+      db.exec("BEGIN IMMEDIATE");
+      try {
+        fn(tx);
+        db.exec("COMMIT");
+      } catch (err) {
+        db.exec("ROLLBACK");
+        throw err;
+      }
+    },
+    close() {
+      db.close();
+    },
+  };
+}
