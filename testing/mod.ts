@@ -94,7 +94,16 @@ export async function tcpReach(
   timeoutS = 1,
 ): Promise<boolean> {
   const server = new Deno.Command("ip", {
-    args: ["netns", "exec", toNs, "socat", "-T", "3", `TCP-LISTEN:${port},reuseaddr`, "SYSTEM:echo hello"],
+    args: [
+      "netns",
+      "exec",
+      toNs,
+      "socat",
+      "-T",
+      "3",
+      `TCP-LISTEN:${port},reuseaddr`,
+      "SYSTEM:echo hello",
+    ],
     stdout: "null",
     stderr: "null",
   }).spawn();
@@ -106,8 +115,15 @@ export async function tcpReach(
       await new Promise((r) => setTimeout(r, 20));
     }
     const r = await sh([
-      "ip", "netns", "exec", fromNs, "socat", "-T", String(timeoutS),
-      `TCP:${ip}:${port},connect-timeout=${timeoutS}`, "-",
+      "ip",
+      "netns",
+      "exec",
+      fromNs,
+      "socat",
+      "-T",
+      String(timeoutS),
+      `TCP:${ip}:${port},connect-timeout=${timeoutS}`,
+      "-",
     ], { stdin: "" });
     return r.stdout.includes("hello");
   } finally {
@@ -116,4 +132,76 @@ export async function tcpReach(
     } catch { /* exited */ }
     await server.status;
   }
+}
+
+/** One UDP datagram from `fromNs` to `ip:port`, answered by a one-shot responder in `toNs`. */
+export async function udpReach(
+  fromNs: string,
+  toNs: string,
+  ip: string,
+  port: number,
+  timeoutS = 1,
+): Promise<boolean> {
+  const server = new Deno.Command("ip", {
+    args: [
+      "netns",
+      "exec",
+      toNs,
+      "socat",
+      "-T",
+      "3",
+      `UDP-RECVFROM:${port},reuseaddr`,
+      "SYSTEM:echo hello",
+    ],
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  try {
+    for (let i = 0; i < 50; i++) {
+      const ss = await sh(["ip", "netns", "exec", toNs, "ss", "-Hlun", `sport = :${port}`]);
+      if (ss.stdout.trim()) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const r = await sh([
+      "ip",
+      "netns",
+      "exec",
+      fromNs,
+      "socat",
+      "-T",
+      String(timeoutS),
+      "-",
+      `UDP:${ip}:${port}`,
+    ], { stdin: "ping\n" });
+    return r.stdout.includes("hello");
+  } finally {
+    try {
+      server.kill("SIGKILL");
+    } catch { /* exited */ }
+    await server.status;
+  }
+}
+
+/** What of ours is in a host namespace: links other than lo, and nft tables. */
+export async function hostResidue(hostNetns: string): Promise<string[]> {
+  const out: string[] = [];
+  const links = JSON.parse(await must(["ip", "-n", hostNetns, "-j", "link", "show"])) as {
+    ifname: string;
+  }[];
+  for (const l of links) if (l.ifname !== "lo") out.push(`link ${l.ifname}`);
+  const tables = await must(["ip", "netns", "exec", hostNetns, "nft", "list", "tables"]);
+  for (const t of tables.split("\n").filter(Boolean)) out.push(t.trim());
+  return out;
+}
+
+/** Namespaces and /etc/netns entries whose names start with `prefix`, except `keep`. */
+export async function prefixResidue(prefix: string, keep: string[] = []): Promise<string[]> {
+  const out = (await listNetns()).filter((n) => n.startsWith(prefix) && !keep.includes(n))
+    .map((n) => `netns ${n}`);
+  try {
+    for await (const e of Deno.readDir("/etc/netns")) {
+      if (e.name.startsWith(prefix) && !keep.includes(e.name)) out.push(`/etc/netns/${e.name}`);
+    }
+  } catch { /* no /etc/netns */ }
+  return out;
 }

@@ -1,0 +1,134 @@
+import assert from "node:assert/strict";
+import { renderPlan } from "../../kernel/plan.ts";
+import { parseBridgeOptions } from "./options.ts";
+import {
+  type BridgeNetwork,
+  createEndpointPlan,
+  createNetworkPlan,
+  joinPlan,
+  macFor,
+  nftScript,
+} from "./plan.ts";
+
+const ID_A = "aaaaaaaaaaaa" + "0".repeat(52);
+const ID_B = "bbbbbbbbbbbb" + "0".repeat(52);
+
+function net(id: string, options: Record<string, string>, extra: Partial<BridgeNetwork> = {}) {
+  return {
+    id,
+    name: id.slice(0, 4),
+    config: parseBridgeOptions(id, options, false),
+    internal: false,
+    ipv4: [{ pool: "10.1.0.0/24", gateway: "10.1.0.1/24" }],
+    ipv6: [],
+    preexisting: false,
+    ...extra,
+  } satisfies BridgeNetwork;
+}
+
+/** Compares with testdata/NAME.golden; UPDATE_GOLDEN=1 rewrites it. */
+async function golden(name: string, actual: string) {
+  const path = new URL(`./testdata/${name}.golden`, import.meta.url);
+  if (Deno.env.get("UPDATE_GOLDEN")) await Deno.writeTextFile(path, actual);
+  assert.equal(actual, await Deno.readTextFile(path));
+}
+
+Deno.test("createNetworkPlan() makes the bridge with its gateway and turns forwarding on", async () => {
+  const n = net(ID_A, { "com.docker.network.driver.mtu": "1400" }, {
+    ipv6: [{ pool: "fd00:1::/64", gateway: "fd00:1::1/64" }],
+  });
+  await golden("create_network", renderPlan(createNetworkPlan(n, "host1")));
+});
+
+Deno.test("createNetworkPlan() on a user's existing bridge only adds and removes addresses", async () => {
+  const n = net(ID_A, { "com.docker.network.bridge.name": "mybr0" }, { preexisting: true });
+  await golden("create_network_preexisting", renderPlan(createNetworkPlan(n, "host1")));
+});
+
+Deno.test("createEndpointPlan() isolates the port when enable_icc=false", async () => {
+  const veth = { hostIf: "veth1111111", peerIf: "veth2222222" };
+  const icc = renderPlan(createEndpointPlan(net(ID_A, {}), veth, "02:42:0a:01:00:02", "host1"));
+  const noIcc = renderPlan(
+    createEndpointPlan(
+      net(ID_A, { "com.docker.network.bridge.enable_icc": "false" }),
+      veth,
+      "02:42:0a:01:00:02",
+      "host1",
+    ),
+  );
+  assert.ok(!icc.includes("isolated on"));
+  await golden("create_endpoint_no_icc", noIcc);
+});
+
+Deno.test("joinPlan() moves the peer in under its name and addresses it", async () => {
+  const p = joinPlan(
+    { hostIf: "veth1111111", peerIf: "veth2222222" },
+    "cnmt-x-sb1",
+    "eth1",
+    ["10.1.0.2/24", "fd00:1::2/64"],
+    "host1",
+  );
+  await golden("join", renderPlan(p));
+});
+
+Deno.test("nftScript() isolates networks, closes internal ones and masquerades the rest", async () => {
+  const nets = [
+    net(ID_A, {}),
+    net(ID_B, { "com.docker.network.bridge.enable_ip_masquerade": "false" }, {
+      ipv4: [{ pool: "10.2.0.0/24", gateway: "10.2.0.1/24" }],
+    }),
+    net("cccccccccccc" + "0".repeat(52), {}, {
+      internal: true,
+      ipv4: [{ pool: "10.3.0.0/24", gateway: "10.3.0.1/24" }],
+    }),
+  ];
+  await golden("nft_three_networks", nftScript("cnmt_x_bridge", nets));
+});
+
+Deno.test("nftScript() with no networks only deletes the table", () => {
+  assert.equal(
+    nftScript("t", []),
+    "table inet t {}\ndelete table inet t\n",
+  );
+});
+
+Deno.test("macFor() follows Docker 20.10: 02:42 then the IPv4 octets", () => {
+  assert.equal(macFor("172.17.0.2/16"), "02:42:ac:11:00:02");
+  const random = macFor();
+  assert.match(random, /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/);
+  assert.equal(parseInt(random.slice(0, 2), 16) & 0x03, 0x02, "locally administered unicast");
+});
+
+Deno.test("parseBridgeOptions() rejects unknown keys and bad values", async (t) => {
+  const bad: [Record<string, string>, RegExp][] = [
+    [{ "bogus.key": "x" }, /unknown option "bogus.key" for driver "bridge"/],
+    [{ "com.docker.network.driver.mtu": "10" }, /MTU must be a number from 68 to 65535/],
+    [{ "com.docker.network.driver.mtu": "abc" }, /MTU/],
+    [{ "com.docker.network.bridge.enable_icc": "maybe" }, /expected true or false/],
+    [{ "com.docker.network.bridge.name": "name-that-is-too-long" }, /1 to 15 characters/],
+    [{ "com.docker.network.bridge.name": "bad/name" }, /interface name/],
+    [{ "com.docker.network.container_iface_prefix": "9x" }, /a letter first/],
+    [{ "com.docker.network.bridge.host_binding_ipv4": "1.2.3.4" }, /not supported by cnm yet/],
+  ];
+  for (const [opts, re] of bad) {
+    await t.step(Object.entries(opts)[0].join("="), () => {
+      assert.throws(() => parseBridgeOptions(ID_A, opts, false), re);
+    });
+  }
+  await t.step("IPv6 networks need an MTU of at least 1280", () => {
+    assert.throws(
+      () => parseBridgeOptions(ID_A, { "com.docker.network.driver.mtu": "1000" }, true),
+      /from 1280/,
+    );
+  });
+  await t.step("defaults: br-<id12>, icc and masquerade on, MTU 1500, eth", () => {
+    assert.deepEqual(parseBridgeOptions(ID_A, {}, false), {
+      bridgeName: "br-aaaaaaaaaaaa",
+      userBridgeName: false,
+      icc: true,
+      masquerade: true,
+      mtu: 1500,
+      ifacePrefix: "eth",
+    });
+  });
+});
