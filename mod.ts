@@ -10,7 +10,7 @@
  * ```
  * @module
  */
-import { Controller, createController } from "./impl/controller/mod.ts";
+import { type Controller, createController } from "./impl/controller/mod.ts";
 import type { IpamDriver, NetworkDriver } from "./impl/driver_api/mod.ts";
 import { createBridgeDriver } from "./impl/drivers/bridge/mod.ts";
 import { createHostDriver } from "./impl/drivers/host/mod.ts";

@@ -447,7 +447,11 @@ export class Controller {
    * Connects a sandbox to a network: CreateEndpoint then Join (§1.2 steps 3-4), then the
    * default route and hosts file. Returns the endpoint.
    */
-  connect(networkRef: string, sandboxRef: string, opts: ConnectOptions = {}) {
+  connect(
+    networkRef: string,
+    sandboxRef: string,
+    opts: ConnectOptions = {},
+  ): Promise<EndpointRecord> {
     return this.#locked(
       `Cannot connect sandbox "${sandboxRef}" to network "${networkRef}"`,
       async (undo): Promise<EndpointRecord> => {

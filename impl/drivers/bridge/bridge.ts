@@ -10,7 +10,7 @@ import type {
   JoinResult,
   NetworkDriver,
 } from "../../driver_api/mod.ts";
-import { Kernel } from "../../kernel/kernel.ts";
+import type { Kernel } from "../../kernel/kernel.ts";
 import { ForbiddenError, NotFoundError } from "../../model/errors.ts";
 import { Prefix } from "../../model/ip.ts";
 import { randomHex } from "../../model/names.ts";
