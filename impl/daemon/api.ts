@@ -1,0 +1,376 @@
+/**
+ * The daemon's HTTP+JSON API: a small router over the {@linkcode Controller}, with the nouns
+ * networks, sandboxes and endpoints. Every request body is validated with zod (strict
+ * objects: an unknown field is an error), and typed errors map to HTTP statuses as Docker's
+ * API maps errdefs (400 invalid, 403 forbidden, 404 not found, 409 conflict).
+ *
+ * | Method and path                             | Does                         | Success        |
+ * | ------------------------------------------- | ---------------------------- | -------------- |
+ * | `GET /info`                                 | daemon facts                 | 200 info       |
+ * | `GET /networks`                             | list networks                | 200 records    |
+ * | `POST /networks`                            | create a network             | 201 record     |
+ * | `GET /networks/{ref}`                       | inspect a network            | 200 view       |
+ * | `DELETE /networks/{ref}`                    | remove a network             | 204            |
+ * | `GET /networks/{ref}/endpoints`             | a network's endpoints        | 200 endpoints  |
+ * | `POST /networks/{ref}/endpoints`            | connect a sandbox            | 201 endpoint   |
+ * | `DELETE /networks/{ref}/endpoints/{sb}`     | disconnect a sandbox         | 204            |
+ * | `GET /sandboxes`                            | list sandboxes (as views)    | 200 views      |
+ * | `POST /sandboxes`                           | create a sandbox             | 201 record     |
+ * | `GET /sandboxes/{ref}`                      | inspect a sandbox            | 200 view       |
+ * | `DELETE /sandboxes/{ref}`                   | remove a sandbox             | 204            |
+ *
+ * Errors are `{ "message": string, "kind": ErrorKind }`.
+ * @module
+ */
+import { z } from "zod";
+import type { Controller } from "../controller/controller.ts";
+import { CnmError, type ErrorKind } from "../model/errors.ts";
+
+/** Facts about the daemon that `GET /info` reports. */
+export interface DaemonInfo {
+  /** cnm's version. */
+  version: string;
+  /** The host namespace the daemon serves; null = the root namespace. */
+  hostNetns: string | null;
+  /** Start of every name the daemon creates in shared places. */
+  prefix: string;
+  /** The daemon's process id. */
+  pid: number;
+  /** Registered network drivers; default: the controller's. */
+  drivers?: string[];
+}
+
+/** An HTTP request handler. */
+export type ApiHandler = (req: Request) => Promise<Response>;
+
+/** Body of `POST /networks` (the flags of `cnm network create`). */
+export const NetworkCreateBody = z.strictObject({
+  name: z.string(),
+  driver: z.string().optional(),
+  subnet: z.string().optional(),
+  gateway: z.string().optional(),
+  ipRange: z.string().optional(),
+  ipv6: z.boolean().optional(),
+  ipv6Subnet: z.string().optional(),
+  ipv6Gateway: z.string().optional(),
+  internal: z.boolean().optional(),
+  options: z.record(z.string(), z.string()).optional(),
+  labels: z.record(z.string(), z.string()).optional(),
+});
+/** Body of `POST /networks`. */
+export type NetworkCreateBody = z.infer<typeof NetworkCreateBody>;
+
+/** Body of `POST /sandboxes`. */
+export const SandboxCreateBody = z.strictObject({
+  name: z.string(),
+  hostname: z.string().optional(),
+});
+/** Body of `POST /sandboxes`. */
+export type SandboxCreateBody = z.infer<typeof SandboxCreateBody>;
+
+/** Body of `POST /networks/{ref}/endpoints` (connect). */
+export const ConnectBody = z.strictObject({
+  sandbox: z.string(),
+  ipv4: z.string().optional(),
+  ipv6: z.string().optional(),
+  aliases: z.array(z.string()).optional(),
+});
+/** Body of `POST /networks/{ref}/endpoints`. */
+export type ConnectBody = z.infer<typeof ConnectBody>;
+
+/** The HTTP status of an error kind. */
+export function statusOfKind(kind: ErrorKind | string): number {
+  switch (kind) {
+    case "invalid":
+      return 400;
+    case "forbidden":
+      return 403;
+    case "not-found":
+      return 404;
+    case "conflict":
+      return 409;
+    case "unsupported":
+      return 501;
+    default:
+      return 500;
+  }
+}
+
+/** An error the router raises itself (bad route, bad body), with its status. */
+class HttpError extends Error {
+  constructor(readonly status: number, readonly kind: ErrorKind, message: string) {
+    super(message);
+  }
+}
+
+function json(status: number, body: unknown, headers: Record<string, string> = {}): Response {
+  return new Response(JSON.stringify(body), {
+    status,
+    headers: { "content-type": "application/json", ...headers },
+  });
+}
+
+function noContent(): Response {
+  return new Response(null, { status: 204 });
+}
+
+/** One line: collapses whitespace (parser messages may quote the input). */
+function oneLine(s: string): string {
+  return s.replace(/\s+/g, " ").trim();
+}
+
+function typeName(v: unknown): string {
+  if (v === null) return "null";
+  if (Array.isArray(v)) return "an array";
+  switch (typeof v) {
+    case "object":
+      return "an object";
+    case "string":
+      return "a string";
+    case "number":
+      return "a number";
+    case "boolean":
+      return "a boolean";
+    default:
+      return typeof v;
+  }
+}
+
+function expectedName(expected: string): string {
+  switch (expected) {
+    case "object":
+    case "array":
+      return `an ${expected}`;
+    case "record":
+      return "an object";
+    default:
+      return `a ${expected}`;
+  }
+}
+
+function valueAt(body: unknown, path: PropertyKey[]): unknown {
+  let v = body;
+  for (const k of path) {
+    if (v === null || typeof v !== "object") return undefined;
+    v = (v as Record<PropertyKey, unknown>)[k];
+  }
+  return v;
+}
+
+function fieldName(path: PropertyKey[]): string {
+  return path.map((k) => typeof k === "number" ? `[${k}]` : String(k)).join(".").replace(
+    /\.\[/g,
+    "[",
+  );
+}
+
+/** Turns the first zod issue into a one-line message naming the field. */
+function describeIssue(issue: z.core.$ZodIssue, body: unknown): string {
+  const path = issue.path;
+  if (issue.code === "unrecognized_keys") {
+    const keys = issue.keys.map((k) => `"${fieldName([...path, k])}"`);
+    return `unknown field${keys.length > 1 ? "s" : ""} ${keys.join(", ")} in the request body`;
+  }
+  if (issue.code === "invalid_type") {
+    const got = valueAt(body, path);
+    if (path.length === 0) return `the request body must be a JSON object, not ${typeName(got)}`;
+    if (got === undefined) return `field "${fieldName(path)}" is required`;
+    return `field "${fieldName(path)}" must be ${expectedName(issue.expected)}, not ${
+      typeName(got)
+    }`;
+  }
+  return path.length
+    ? `field "${fieldName(path)}" is invalid: ${oneLine(issue.message)}`
+    : oneLine(issue.message);
+}
+
+/** Reads and validates a JSON body; `action` names the object ("Cannot create network "x""). */
+async function readBody<T>(
+  req: Request,
+  schema: z.ZodType<T>,
+  action: (raw: unknown) => string,
+): Promise<T> {
+  const text = await req.text();
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    const why = text.trim() === "" ? "the body is empty" : (err as Error).message;
+    throw new HttpError(400, "invalid", oneLine(`Invalid JSON body: ${why}`));
+  }
+  const parsed = schema.safeParse(raw);
+  if (!parsed.success) {
+    throw new HttpError(
+      400,
+      "invalid",
+      `${action(raw)}: ${describeIssue(parsed.error.issues[0], raw)}`,
+    );
+  }
+  return parsed.data;
+}
+
+/** ` "name"` when the raw body has a string field `key`, else "". */
+function quoted(raw: unknown, key: string): string {
+  const v = valueAt(raw, [key]);
+  return typeof v === "string" ? ` "${v}"` : "";
+}
+
+type Params = string[];
+type RouteHandler = (req: Request, params: Params) => Promise<Response> | Response;
+interface Route {
+  pattern: string[];
+  methods: Record<string, RouteHandler>;
+}
+
+function matchRoute(routes: Route[], segments: string[]): { route: Route; params: Params } | null {
+  for (const route of routes) {
+    if (route.pattern.length !== segments.length) continue;
+    const params: Params = [];
+    let ok = true;
+    for (let i = 0; i < segments.length; i++) {
+      const p = route.pattern[i];
+      if (p === "*") params.push(segments[i]);
+      else if (p !== segments[i]) {
+        ok = false;
+        break;
+      }
+    }
+    if (ok) return { route, params };
+  }
+  return null;
+}
+
+/**
+ * Creates the API handler for a controller. The controller serializes mutations, so the
+ * handler may be called concurrently.
+ */
+export function createApiHandler(controller: Controller, info: DaemonInfo): ApiHandler {
+  const routes: Route[] = [
+    {
+      pattern: ["info"],
+      methods: {
+        GET: () =>
+          json(200, {
+            version: info.version,
+            hostNetns: info.hostNetns,
+            prefix: info.prefix,
+            pid: info.pid,
+            drivers: info.drivers ?? controller.driverNames,
+          }),
+      },
+    },
+    {
+      pattern: ["networks"],
+      methods: {
+        GET: () => json(200, controller.listNetworks()),
+        POST: async (req) => {
+          const body = await readBody(
+            req,
+            NetworkCreateBody,
+            (raw) => `Cannot create network${quoted(raw, "name")}`,
+          );
+          return json(201, await controller.createNetwork(body));
+        },
+      },
+    },
+    {
+      pattern: ["networks", "*"],
+      methods: {
+        GET: (_req, [ref]) => json(200, controller.inspectNetwork(ref)),
+        DELETE: async (_req, [ref]) => {
+          await controller.removeNetwork(ref);
+          return noContent();
+        },
+      },
+    },
+    {
+      pattern: ["networks", "*", "endpoints"],
+      methods: {
+        GET: (_req, [ref]) => json(200, controller.inspectNetwork(ref).endpoints),
+        POST: async (req, [ref]) => {
+          const body = await readBody(
+            req,
+            ConnectBody,
+            (raw) => `Cannot connect sandbox${quoted(raw, "sandbox")} to network "${ref}"`,
+          );
+          const { sandbox, ...opts } = body;
+          return json(201, await controller.connect(ref, sandbox, opts));
+        },
+      },
+    },
+    {
+      pattern: ["networks", "*", "endpoints", "*"],
+      methods: {
+        DELETE: async (_req, [ref, sandbox]) => {
+          await controller.disconnect(ref, sandbox);
+          return noContent();
+        },
+      },
+    },
+    {
+      pattern: ["sandboxes"],
+      methods: {
+        GET: () =>
+          json(200, controller.listSandboxes().map((s) => controller.inspectSandbox(s.id))),
+        POST: async (req) => {
+          const body = await readBody(
+            req,
+            SandboxCreateBody,
+            (raw) => `Cannot create sandbox${quoted(raw, "name")}`,
+          );
+          return json(201, await controller.createSandbox(body));
+        },
+      },
+    },
+    {
+      pattern: ["sandboxes", "*"],
+      methods: {
+        GET: (_req, [ref]) => json(200, controller.inspectSandbox(ref)),
+        DELETE: async (_req, [ref]) => {
+          await controller.removeSandbox(ref);
+          return noContent();
+        },
+      },
+    },
+  ];
+
+  return async (req: Request): Promise<Response> => {
+    try {
+      const url = new URL(req.url);
+      const raw = url.pathname.replace(/\/+$/, "").split("/").filter((s, i) => i > 0 || s);
+      let segments: string[];
+      try {
+        segments = raw.map((s) => decodeURIComponent(s));
+      } catch {
+        throw new HttpError(400, "invalid", `Invalid path ${url.pathname}: bad percent-encoding`);
+      }
+      const hit = matchRoute(routes, segments);
+      if (!hit || segments.some((s) => s === "")) {
+        throw new HttpError(404, "not-found", `No such API route: ${req.method} ${url.pathname}`);
+      }
+      const handler = hit.route.methods[req.method];
+      if (!handler) {
+        const allowed = Object.keys(hit.route.methods).join(", ");
+        return json(405, {
+          message: `Method ${req.method} is not allowed on ${url.pathname} (allowed: ${allowed})`,
+          kind: "invalid",
+        }, { allow: allowed });
+      }
+      return await handler(req, hit.params);
+    } catch (err) {
+      return errorResponse(err);
+    }
+  };
+}
+
+/** The JSON error response of any thrown value. */
+export function errorResponse(err: unknown): Response {
+  if (err instanceof HttpError) {
+    return json(err.status, { message: err.message, kind: err.kind });
+  }
+  if (err instanceof CnmError) {
+    return json(statusOfKind(err.kind), { message: oneLine(err.message), kind: err.kind });
+  }
+  const message = err instanceof Error ? err.message : String(err);
+  return json(500, { message: oneLine(`Internal error: ${message}`), kind: "internal" });
+}

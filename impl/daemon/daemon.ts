@@ -1,0 +1,273 @@
+/**
+ * `cnm daemon`: opens the controller for one host (a network namespace) and serves its API on
+ * a unix socket. It writes a pidfile, logs one line per API call, and on SIGTERM or SIGINT
+ * stops accepting, closes the controller and removes its socket and pidfile. Networks and
+ * sandboxes stay in the kernel and the store, so a restarted daemon takes them over
+ * (Docker's live restore).
+ * @module
+ */
+import denoJson from "../../deno.json" with { type: "json" };
+import { openController } from "../../mod.ts";
+import type { Controller } from "../controller/controller.ts";
+import { Kernel } from "../kernel/kernel.ts";
+import type { Logger } from "../kernel/runner.ts";
+import { CnmError } from "../model/errors.ts";
+import { type ApiHandler, createApiHandler, type DaemonInfo } from "./api.ts";
+import { type DaemonConfig, parseDaemonArgs, UsageError } from "./flags.ts";
+
+/** cnm's version, as deno.json states it. */
+export const VERSION: string = denoJson.version;
+
+/** A daemon that is serving. */
+export interface RunningDaemon {
+  /** The configuration it runs with. */
+  readonly config: DaemonConfig;
+  /** What `GET /info` reports. */
+  readonly info: DaemonInfo;
+  /** The controller it serves. */
+  readonly controller: Controller;
+  /** Path of the pidfile (`<state-dir>/cnm.pid`). */
+  readonly pidfile: string;
+  /**
+   * Stops accepting, waits for requests under way, closes the controller and removes the
+   * socket and the pidfile. Kernel objects and state stay. Idempotent.
+   */
+  shutdown(): Promise<void>;
+}
+
+/** Options of {@linkcode startDaemon}. */
+export interface StartDaemonOptions {
+  /** Where log lines go; default: stderr with a timestamp. */
+  log?: Logger;
+}
+
+/** Writes one timestamped line to stderr. */
+export function stderrLogger(line: string): void {
+  const text = `${new Date().toISOString()} ${line}\n`;
+  try {
+    Deno.stderr.writeSync(new TextEncoder().encode(text));
+  } catch { /* stderr closed */ }
+}
+
+/** What is at a socket path. */
+export type SocketState = "absent" | "stale" | "alive" | "not-a-socket";
+
+/**
+ * Looks at a socket path: nothing there, a socket nobody answers on (a crashed daemon's),
+ * a socket something answers on, or another kind of file.
+ */
+export async function probeSocket(path: string, timeoutMs = 2000): Promise<SocketState> {
+  let info: Deno.FileInfo;
+  try {
+    info = await Deno.lstat(path);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return "absent";
+    throw err;
+  }
+  if (!info.isSocket) return "not-a-socket";
+  const client = Deno.createHttpClient({ proxy: { transport: "unix", path } });
+  try {
+    const res = await fetch("http://cnm/info", {
+      client,
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+    await res.body?.cancel();
+    return "alive";
+  } catch (err) {
+    // Accepted but silent (timed out): something holds the socket; leave it alone.
+    if (err instanceof DOMException && err.name === "TimeoutError") return "alive";
+    return "stale";
+  } finally {
+    client.close();
+  }
+}
+
+function dirname(path: string): string {
+  const i = path.lastIndexOf("/");
+  return i > 0 ? path.slice(0, i) : i === 0 ? "/" : ".";
+}
+
+async function removeIfExists(path: string): Promise<void> {
+  try {
+    await Deno.remove(path);
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound)) throw err;
+  }
+}
+
+/** The pid in a pidfile when that process still runs a daemon, else undefined. */
+async function livePid(pidfile: string): Promise<number | undefined> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(pidfile);
+  } catch {
+    return undefined;
+  }
+  const pid = Number(text.trim());
+  if (!Number.isInteger(pid) || pid <= 0 || pid === Deno.pid) return undefined;
+  try {
+    const cmdline = await Deno.readTextFile(`/proc/${pid}/cmdline`);
+    return cmdline.split("\0").includes("daemon") ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Wraps the API handler with one log line per call: method, path, status, duration. */
+function withAccessLog(handler: ApiHandler, log: Logger): ApiHandler {
+  return async (req) => {
+    const started = performance.now();
+    const res = await handler(req);
+    const ms = (performance.now() - started).toFixed(1);
+    log(`api: ${req.method} ${new URL(req.url).pathname} ${res.status} ${ms}ms`);
+    return res;
+  };
+}
+
+/**
+ * Starts a daemon: creates the host namespace if missing, refuses a socket another daemon
+ * answers on (a stale one is removed), opens the controller (restoring its state), serves the
+ * API and writes the pidfile. Throws a {@linkcode CnmError} when it cannot start.
+ */
+export async function startDaemon(
+  config: DaemonConfig,
+  options: StartDaemonOptions = {},
+): Promise<RunningDaemon> {
+  const baseLog = options.log ?? stderrLogger;
+  const log: Logger = config.debug ? baseLog : (line) => {
+    if (!line.startsWith("kernel: ")) baseLog(line);
+  };
+  const pidfile = `${config.stateDir}/cnm.pid`;
+
+  const socketState = await probeSocket(config.socket);
+  if (socketState === "alive") {
+    throw new CnmError("conflict", `another daemon is running on ${config.socket}`);
+  }
+  if (socketState === "not-a-socket") {
+    throw new CnmError("invalid", `Cannot listen on ${config.socket}: the file is not a socket`);
+  }
+  await Deno.mkdir(config.stateDir, { recursive: true });
+  const other = await livePid(pidfile);
+  if (other !== undefined) {
+    throw new CnmError(
+      "conflict",
+      `Another daemon (pid ${other}) uses the state directory ${config.stateDir}`,
+    );
+  }
+
+  if (config.netns) {
+    const kernel = new Kernel({ log });
+    if (!(await kernel.netnsExists(config.netns))) {
+      await kernel.createNetns(config.netns);
+      log(`created host namespace ${config.netns}`);
+    }
+  }
+
+  const controller = await openController({
+    hostNetns: config.netns,
+    prefix: config.prefix,
+    stateDir: config.stateDir,
+    dns: config.dns.length > 0 ? config.dns : undefined,
+    defaultPools: config.defaultPools.length > 0 ? config.defaultPools : undefined,
+    log,
+  });
+
+  const info: DaemonInfo = {
+    version: VERSION,
+    hostNetns: config.netns ?? null,
+    prefix: config.prefix,
+    pid: Deno.pid,
+    drivers: controller.driverNames,
+  };
+  let server: Deno.HttpServer<Deno.UnixAddr>;
+  try {
+    await Deno.mkdir(dirname(config.socket), { recursive: true });
+    if (socketState === "stale") {
+      log(`removing stale socket ${config.socket}`);
+      await removeIfExists(config.socket);
+    }
+    server = Deno.serve(
+      { path: config.socket, onListen() {} },
+      withAccessLog(createApiHandler(controller, info), log),
+    );
+    await Deno.chmod(config.socket, 0o660);
+    await Deno.writeTextFile(pidfile, `${Deno.pid}\n`);
+  } catch (err) {
+    await controller.close();
+    const message = err instanceof Error ? err.message : String(err);
+    throw new CnmError("internal", `Cannot serve on ${config.socket}: ${message}`, {
+      cause: err,
+    });
+  }
+  log(
+    `cnm ${VERSION} listening on ${config.socket} (host ${
+      config.netns ?? "root namespace"
+    }, prefix ${config.prefix}, state ${config.stateDir}, pid ${Deno.pid})`,
+  );
+
+  let stopping: Promise<void> | undefined;
+  const shutdown = () => {
+    stopping ??= (async () => {
+      log("shutting down: networks and sandboxes stay");
+      await server.shutdown();
+      await controller.close();
+      await removeIfExists(config.socket).catch(() => {});
+      const ours = await Deno.readTextFile(pidfile).then(
+        (t) => t.trim() === `${Deno.pid}`,
+        () => false,
+      );
+      if (ours) await removeIfExists(pidfile).catch(() => {});
+      log("stopped");
+    })();
+    return stopping;
+  };
+  return { config, info, controller, pidfile, shutdown };
+}
+
+/**
+ * Runs `cnm daemon ARGS` until SIGTERM or SIGINT; returns the exit status (0 after a clean
+ * stop, 1 when it cannot start, 2 on a usage error). `socket` is the fallback socket (the
+ * CLI's global `--socket`, else `CNM_SOCKET`).
+ */
+export async function runDaemon(
+  args: string[],
+  options: { socket?: string } = {},
+): Promise<number> {
+  let config: DaemonConfig;
+  try {
+    const parsed = parseDaemonArgs(args, {
+      socket: options.socket ?? (Deno.env.get("CNM_SOCKET") || undefined),
+    });
+    if (parsed.help !== undefined) {
+      console.log(parsed.help.trimEnd());
+      return 0;
+    }
+    config = parsed.config;
+  } catch (err) {
+    if (err instanceof UsageError) {
+      console.error(`cnm: ${err.message}`);
+      return 2;
+    }
+    throw err;
+  }
+  let daemon: RunningDaemon;
+  try {
+    daemon = await startDaemon(config);
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    console.error(`cnm: ${message.replace(/\s+/g, " ")}`);
+    return 1;
+  }
+  const signals: Deno.Signal[] = ["SIGTERM", "SIGINT"];
+  const { promise: stopped, resolve } = Promise.withResolvers<Deno.Signal>();
+  const listeners = signals.map((sig) => {
+    const fn = () => resolve(sig);
+    Deno.addSignalListener(sig, fn);
+    return [sig, fn] as const;
+  });
+  const sig = await stopped;
+  stderrLogger(`received ${sig}`);
+  for (const [s, fn] of listeners) Deno.removeSignalListener(s, fn);
+  await daemon.shutdown();
+  return 0;
+}
