@@ -1,145 +1,164 @@
 /**
- * `deno task conformance`: until the full suite lands (issue 4), a smoke topology against
- * the reference implementation: two bridge networks with two sandboxes each, built in a
- * throwaway host namespace; reachability within each network, isolation across them
- * (ICMP, TCP, UDP, both directions), then removal with a leak audit of the machine.
- * The last line is `N passed, N failed, N skipped`; the exit code is non-zero on failure.
+ * `deno task conformance [--impl reference|docker|PATH.ts]... [--impl-opt K=V]...
+ * [--docker-host unix://...] [--profile NAME]... [--filter REGEX] [--skip REGEX]
+ * [--topology FILE]... [--fault NAME] [--list] [--junit F] [--tap F] [--json F]
+ * [--keep-on-failure] [--cleanup]`
+ *
+ * Prints a line per case while running, then failures, grids, the summary; the LAST line
+ * alone is `N passed, N failed, N skipped`. Exits non-zero on any failure.
  * @module
  */
+import { parseArgs } from "node:util";
 import pc from "picocolors";
-import { openController } from "../mod.ts";
 import { ensureMachine } from "../tools/preflight.ts";
-import {
-  addNetns,
-  hostResidue,
-  listNetns,
-  must,
-  ping,
-  prefixResidue,
-  removeNetnsByPrefix,
-  tcpReach,
-  testPrefix,
-  udpReach,
-} from "../testing/mod.ts";
+import { FAULTS } from "./adapters/faults.ts";
+import { removeByPrefix } from "./harness/hosts.ts";
+import { runConformance, selectCases } from "./mod.ts";
+import { caseLine, differentialTable, failureBlock, gridBlock, summary } from "./report/console.ts";
+import { toJUnit } from "./report/junit.ts";
+import { toJson } from "./report/json.ts";
+import { toTap } from "./report/tap.ts";
 
-interface Verdict {
-  id: string;
-  ok: boolean;
-  detail: string;
-  ms: number;
+const USAGE = `usage: deno task conformance [--impl reference|docker|PATH.ts]... [--impl-opt K=V]...
+  [--docker-host unix://PATH] [--profile NAME]... [--filter REGEX] [--skip REGEX]
+  [--topology FILE]... [--fault NAME] [--list] [--junit F] [--tap F] [--json F]
+  [--keep-on-failure] [--cleanup] [--concurrency N]`;
+
+function die(message: string, code = 2): never {
+  console.error(`conformance: ${message}`);
+  console.log("0 passed, 1 failed, 0 skipped");
+  Deno.exit(code);
 }
 
-const results: Verdict[] = [];
-async function check(id: string, fn: () => Promise<string | true>): Promise<void> {
-  const t0 = performance.now();
-  let ok = false, detail = "";
+let parsed;
+try {
+  parsed = parseArgs({
+    args: Deno.args,
+    options: {
+      impl: { type: "string", multiple: true },
+      "impl-opt": { type: "string", multiple: true },
+      "docker-host": { type: "string" },
+      profile: { type: "string", multiple: true },
+      filter: { type: "string" },
+      skip: { type: "string" },
+      topology: { type: "string", multiple: true },
+      fault: { type: "string" },
+      list: { type: "boolean" },
+      junit: { type: "string" },
+      tap: { type: "string" },
+      json: { type: "string" },
+      "keep-on-failure": { type: "boolean" },
+      cleanup: { type: "boolean" },
+      concurrency: { type: "string" },
+      "no-fixtures": { type: "boolean" },
+      help: { type: "boolean", short: "h" },
+    },
+    allowPositionals: false,
+    strict: true,
+  });
+} catch (err) {
+  die(`${err instanceof Error ? err.message : err}\n${USAGE}`);
+}
+const v = parsed.values;
+if (v.help) {
+  console.log(USAGE);
+  console.log(`faults: ${FAULTS.map((f) => f.name).join(", ")}`);
+  Deno.exit(0);
+}
+
+function regex(flag: string, text?: string): RegExp | undefined {
+  if (text === undefined) return undefined;
   try {
-    const r = await fn();
-    ok = r === true;
-    detail = r === true ? "" : r;
+    return new RegExp(text);
   } catch (err) {
-    detail = err instanceof Error ? err.message : String(err);
+    die(`--${flag} ${text}: ${err instanceof Error ? err.message : err}`);
   }
-  const ms = performance.now() - t0;
-  results.push({ id, ok, detail, ms });
-  const verdict = ok ? pc.green("PASS") : pc.red("FAIL");
-  console.log(`${verdict} ${id.padEnd(44)} ${pc.dim(`${ms.toFixed(0)} ms`)}`);
-  if (!ok) console.log(`     ${detail}`);
 }
 
-async function rootState(): Promise<string[]> {
-  const links = JSON.parse(await must(["ip", "-j", "link", "show"])) as { ifname: string }[];
-  const tables = (await must(["nft", "list", "tables"])).split("\n").filter(Boolean);
-  return [
-    ...links.map((l) => `link ${l.ifname}`),
-    ...tables,
-    ...(await listNetns()).map((n) => `netns ${n}`),
-  ];
+const implOptions: Record<string, string> = {};
+for (const kv of v["impl-opt"] ?? []) {
+  const eq = kv.indexOf("=");
+  if (eq <= 0) die(`--impl-opt ${kv}: expected KEY=VALUE`);
+  implOptions[kv.slice(0, eq)] = kv.slice(eq + 1);
+}
+if (v["docker-host"]) implOptions["docker-host"] = v["docker-host"];
+if (v.fault && !FAULTS.some((f) => f.name === v.fault)) {
+  die(`unknown fault "${v.fault}" (known: ${FAULTS.map((f) => f.name).join(", ")})`);
+}
+const concurrency = v.concurrency ? Number(v.concurrency) : undefined;
+if (concurrency !== undefined && !(concurrency >= 1 && concurrency <= 32)) {
+  die(`--concurrency ${v.concurrency}: expected 1 to 32`);
+}
+
+const opts = {
+  impls: v.impl?.length ? v.impl : ["reference"],
+  implOptions,
+  profiles: v.profile,
+  filter: regex("filter", v.filter),
+  skip: regex("skip", v.skip),
+  topologies: v.topology,
+  fixtures: !v["no-fixtures"],
+  fault: v.fault,
+  keepOnFailure: v["keep-on-failure"],
+  concurrency,
+};
+
+if (v.list) {
+  let cases;
+  try {
+    cases = await selectCases(opts);
+  } catch (err) {
+    die(err instanceof Error ? err.message : String(err));
+  }
+  for (const c of cases) {
+    console.log(`${c.id.padEnd(44)} ${pc.dim(`[${c.profile}] needs ${c.needs.join(", ")}`)}`);
+    console.log(`  ${c.asserts}`);
+    console.log(pc.dim(`  mirrors: ${c.mirrors}`));
+  }
+  Deno.exit(0);
 }
 
 try {
   await ensureMachine(true);
 } catch (err) {
-  console.error(`cnm conformance: ${err instanceof Error ? err.message : err}`);
-  console.log("0 passed, 1 failed, 0 skipped");
-  Deno.exit(1);
+  die(err instanceof Error ? err.message : String(err), 1);
 }
 
-const started = performance.now();
-const before = await rootState();
-const prefix = testPrefix();
-const host = `${prefix}-host`;
-console.log(pc.bold(`cnm smoke topology against the reference (run ${prefix})`));
-await addNetns(host);
-const ctl = await openController({ hostNetns: host, prefix, stateDir: ":memory:" });
+if (v.cleanup) {
+  const removed = await removeByPrefix("cnmt-");
+  for (const r of removed) console.log(`removed ${r}`);
+  console.log(`cleanup: ${removed.length} item(s) removed`);
+  Deno.exit(0);
+}
+
+const several = opts.impls.length > 1;
+console.log(
+  pc.bold(`cnm conformance: ${opts.impls.join(" vs ")}${v.fault ? ` (fault ${v.fault})` : ""}`),
+);
+let run;
 try {
-  const sb: Record<string, { ns: string; ip: string }> = {};
-  await check("topology.build", async () => {
-    await ctl.createNetwork({ name: "red", subnet: "10.201.0.0/24" });
-    await ctl.createNetwork({ name: "blue", subnet: "10.202.0.0/24" });
-    for (const [name, net] of [["r1", "red"], ["r2", "red"], ["b1", "blue"], ["b2", "blue"]]) {
-      const s = await ctl.createSandbox({ name });
-      const ep = await ctl.connect(net, name);
-      sb[name] = { ns: s.netnsName, ip: ep.ipv4!.split("/")[0] };
-    }
-    return true;
+  run = await runConformance({
+    ...opts,
+    onResult: (r) => console.log(caseLine(r, { showImpl: several })),
   });
-  const expect = (got: boolean, want: boolean, what: string) =>
-    got === want
-      ? true as const
-      : `expected ${what} to ${want ? "succeed" : "fail"}, it ${got ? "succeeded" : "failed"}`;
-  await check(
-    "conn.same-network.icmp",
-    async () =>
-      expect(await ping(sb.r1.ns, sb.r2.ip) && await ping(sb.b2.ns, sb.b1.ip), true, "ping within"),
-  );
-  await check(
-    "conn.same-network.tcp",
-    async () =>
-      expect(await tcpReach(sb.r2.ns, sb.r1.ns, sb.r1.ip, 8080), true, "r2 -> r1 tcp/8080"),
-  );
-  await check(
-    "conn.same-network.udp",
-    async () =>
-      expect(await udpReach(sb.b1.ns, sb.b2.ns, sb.b2.ip, 5353), true, "b1 -> b2 udp/5353"),
-  );
-  await check("iso.inter-network.icmp", async () => {
-    const r = await Promise.all([ping(sb.r1.ns, sb.b1.ip), ping(sb.b2.ns, sb.r2.ip)]);
-    return expect(r.some(Boolean), false, "ping across networks");
-  });
-  await check("iso.inter-network.tcp", async () => {
-    const r = await Promise.all([
-      tcpReach(sb.r1.ns, sb.b1.ns, sb.b1.ip, 8081),
-      tcpReach(sb.b2.ns, sb.r2.ns, sb.r2.ip, 8082),
-    ]);
-    return expect(r.some(Boolean), false, "tcp across networks");
-  });
-  await check("iso.inter-network.udp", async () => {
-    const r = await Promise.all([
-      udpReach(sb.r2.ns, sb.b2.ns, sb.b2.ip, 5354),
-      udpReach(sb.b1.ns, sb.r1.ns, sb.r1.ip, 5355),
-    ]);
-    return expect(r.some(Boolean), false, "udp across networks");
-  });
-  await check("lifecycle.teardown-leaves-nothing", async () => {
-    for (const n of ["r1", "r2", "b1", "b2"]) await ctl.removeSandbox(n);
-    await ctl.removeNetwork("red");
-    await ctl.removeNetwork("blue");
-    const left = [...(await hostResidue(host)), ...(await prefixResidue(prefix, [host]))];
-    return left.length === 0 ? true : `left behind: ${left.join(", ")}`;
-  });
-} finally {
-  await ctl.close();
-  await removeNetnsByPrefix(prefix);
+} catch (err) {
+  die(err instanceof Error ? err.message : String(err), 1);
 }
-await check("audit.machine-unchanged", async () => {
-  const after = await rootState();
-  const added = after.filter((x) => !before.includes(x));
-  return added.length === 0 ? true : `residue: ${added.join(", ")}`;
-});
 
-const passed = results.filter((r) => r.ok).length;
-const failed = results.length - passed;
-console.log(pc.dim(`wall time ${((performance.now() - started) / 1000).toFixed(1)} s`));
-console.log(`${passed} passed, ${failed} failed, 0 skipped`);
-Deno.exit(failed > 0 ? 1 : 0);
+for (const r of run.results) {
+  if (r.grid && r.verdict === "pass") {
+    console.log(`\n${r.id} (${r.impl})`);
+    console.log(gridBlock(r.grid));
+  }
+}
+for (const r of run.results.filter((x) => x.verdict === "fail")) {
+  console.log("\n" + failureBlock(r));
+}
+if (several) console.log("\n" + differentialTable(run));
+if (v.junit) await Deno.writeTextFile(v.junit, toJUnit(run));
+if (v.tap) await Deno.writeTextFile(v.tap, toTap(run));
+if (v.json) await Deno.writeTextFile(v.json, toJson(run));
+const text = summary(run);
+console.log("\n" + text);
+const last = text.trim().split("\n").pop() ?? "";
+Deno.exit(/ 0 failed/.test(last) ? 0 : 1);

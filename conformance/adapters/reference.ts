@@ -1,0 +1,272 @@
+/**
+ * The reference adapter: one real `cnm daemon --netns HOST --prefix P` per host, driven
+ * through its HTTP API on a unix socket. Restart cases restart that process.
+ * @module
+ */
+import {
+  type AdapterOptions,
+  type Capability,
+  type ConnectSpec,
+  type EndpointInfo,
+  type ErrorKind,
+  type Host,
+  type Implementation,
+  ImplementationError,
+  type NetworkSpec,
+  type SandboxInfo,
+  type SandboxSpec,
+} from "../impl.ts";
+import { exec } from "../harness/exec.ts";
+
+interface Daemon {
+  host: Host;
+  socket: string;
+  logFile: string;
+  child?: Deno.ChildProcess;
+  client: Deno.HttpClient;
+}
+
+const KINDS: ErrorKind[] = ["not-found", "conflict", "invalid", "forbidden", "unsupported"];
+
+/** The reference implementation, through its daemon. */
+export class ReferenceAdapter implements Implementation {
+  readonly name: string = "reference";
+  readonly #opts: AdapterOptions;
+  readonly #daemons = new Map<string, Daemon>();
+  /** Which host each network and sandbox lives on. */
+  readonly #where = new Map<string, string>();
+  #first?: string;
+
+  constructor(opts: AdapterOptions) {
+    this.#opts = opts;
+  }
+
+  capabilities(): Promise<Set<Capability>> {
+    return Promise.resolve(
+      new Set<Capability>([
+        "bridge",
+        "bridge.icc",
+        "bridge.internal",
+        "bridge.masquerade",
+        "bridge.mtu",
+        "static-ip",
+        "ip-range",
+        "restart",
+      ]),
+    );
+  }
+
+  async addHost(host: Host): Promise<void> {
+    const d: Daemon = {
+      host,
+      socket: `${host.stateDir}/cnm.sock`,
+      logFile: `${host.stateDir}/daemon.log`,
+      client: Deno.createHttpClient({
+        proxy: { transport: "unix", path: `${host.stateDir}/cnm.sock` },
+      }),
+    };
+    this.#daemons.set(host.name, d);
+    this.#first ??= host.name;
+    await this.#start(d);
+  }
+
+  async #start(d: Daemon): Promise<void> {
+    const args = [
+      "run",
+      "-A",
+      "--unstable-net",
+      `${this.#opts.repoRoot}/impl/cli/main.ts`,
+      "daemon",
+      "--netns",
+      d.host.netns,
+      "--prefix",
+      d.host.prefix,
+      "--state-dir",
+      `${d.host.stateDir}/state`,
+      "--socket",
+      d.socket,
+      ...d.host.dnsUpstreams.flatMap((ip) => ["--dns", ip]),
+    ];
+    // the native binary (Deno.execPath), so signals reach the daemon itself
+    d.child = new Deno.Command(Deno.execPath(), {
+      args,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    for (const stream of [d.child.stdout, d.child.stderr]) {
+      const file = await Deno.open(d.logFile, { append: true, create: true, write: true });
+      stream.pipeTo(file.writable).catch(() => {});
+    }
+    const deadline = Date.now() + 15_000;
+    while (Date.now() < deadline) {
+      try {
+        const r = await fetch("http://cnm/info", {
+          client: d.client,
+          signal: AbortSignal.timeout(1000),
+        });
+        await r.body?.cancel();
+        if (r.ok) return;
+      } catch { /* not yet */ }
+      const exited = await Promise.race([
+        d.child.status.then(() => true),
+        new Promise<false>((r) => setTimeout(() => r(false), 50)),
+      ]);
+      if (exited) break;
+    }
+    const tail = (await Deno.readTextFile(d.logFile).catch(() => "")).trim().split("\n").slice(-5);
+    throw new ImplementationError(
+      "internal",
+      `cnm daemon on ${d.host.name} did not start: ${tail.join(" | ")}`,
+    );
+  }
+
+  async #stop(d: Daemon, signal: Deno.Signal): Promise<void> {
+    if (!d.child) return;
+    try {
+      d.child.kill(signal);
+    } catch { /* exited */ }
+    const timer = setTimeout(() => {
+      try {
+        d.child?.kill("SIGKILL");
+      } catch { /* exited */ }
+    }, 10_000);
+    await d.child.status;
+    clearTimeout(timer);
+    d.child = undefined;
+  }
+
+  #daemon(host?: string): Daemon {
+    const d = this.#daemons.get(host ?? this.#first ?? "");
+    if (!d) throw new ImplementationError("invalid", `no host ${host ?? "(none added)"}`);
+    return d;
+  }
+
+  async #call<T>(d: Daemon, method: string, path: string, body?: unknown): Promise<T> {
+    const r = await fetch(`http://cnm${path}`, {
+      method,
+      client: d.client,
+      headers: body === undefined ? undefined : { "content-type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    if (r.status === 204) return undefined as T;
+    const text = await r.text();
+    const data = text ? JSON.parse(text) : undefined;
+    if (!r.ok) {
+      const kind = KINDS.includes(data?.kind) ? data.kind : "internal";
+      throw new ImplementationError(kind, data?.message ?? `HTTP ${r.status}`);
+    }
+    return data as T;
+  }
+
+  async createNetwork(spec: NetworkSpec) {
+    const d = this.#daemon(spec.host);
+    const rec = await this.#call<{ name: string; ipv4: { subnet: string; gateway?: string }[] }>(
+      d,
+      "POST",
+      "/networks",
+      {
+        name: spec.name,
+        driver: spec.driver,
+        subnet: spec.subnet,
+        gateway: spec.gateway,
+        ipRange: spec.ipRange,
+        ipv6: spec.ipv6Subnet ? true : undefined,
+        ipv6Subnet: spec.ipv6Subnet,
+        internal: spec.internal,
+        options: spec.options,
+      },
+    );
+    this.#where.set(`net:${spec.name}`, d.host.name);
+    return { name: rec.name, subnet: rec.ipv4[0]?.subnet ?? "", gateway: rec.ipv4[0]?.gateway };
+  }
+
+  async removeNetwork(name: string): Promise<void> {
+    const d = this.#daemon(this.#where.get(`net:${name}`));
+    await this.#call(d, "DELETE", `/networks/${encodeURIComponent(name)}`);
+    this.#where.delete(`net:${name}`);
+  }
+
+  async createSandbox(spec: SandboxSpec): Promise<SandboxInfo> {
+    const d = this.#daemon(spec.host);
+    const rec = await this.#call<{ name: string; netnsPath: string }>(d, "POST", "/sandboxes", {
+      name: spec.name,
+      hostname: spec.hostname,
+    });
+    this.#where.set(`sb:${spec.name}`, d.host.name);
+    return { name: rec.name, netnsPath: rec.netnsPath };
+  }
+
+  async removeSandbox(name: string): Promise<void> {
+    const d = this.#daemon(this.#where.get(`sb:${name}`));
+    await this.#call(d, "DELETE", `/sandboxes/${encodeURIComponent(name)}`);
+    this.#where.delete(`sb:${name}`);
+  }
+
+  async connect(sandbox: string, network: string, spec: ConnectSpec = {}): Promise<EndpointInfo> {
+    if (spec.publish?.length) {
+      throw new ImplementationError("unsupported", "the reference does not publish ports yet");
+    }
+    const d = this.#daemon(this.#where.get(`sb:${sandbox}`));
+    const ep = await this.#call<{
+      ifname?: string;
+      mac?: string;
+      ipv4?: string;
+      ipv6?: string;
+      gateway?: string;
+    }>(d, "POST", `/networks/${encodeURIComponent(network)}/endpoints`, {
+      sandbox,
+      ipv4: spec.ipv4,
+      aliases: spec.aliases,
+    });
+    return {
+      network,
+      ifname: ep.ifname ?? "",
+      mac: ep.mac ?? "",
+      ipv4: ep.ipv4,
+      ipv6: ep.ipv6,
+      gateway: ep.gateway,
+    };
+  }
+
+  async disconnect(sandbox: string, network: string): Promise<void> {
+    const d = this.#daemon(this.#where.get(`sb:${sandbox}`));
+    await this.#call(
+      d,
+      "DELETE",
+      `/networks/${encodeURIComponent(network)}/endpoints/${encodeURIComponent(sandbox)}`,
+    );
+  }
+
+  async restart(host: string, how: "graceful" | "kill"): Promise<void> {
+    const d = this.#daemon(host);
+    await this.#stop(d, how === "graceful" ? "SIGTERM" : "SIGKILL");
+    await this.#start(d);
+  }
+
+  async debugState(host: string): Promise<string> {
+    const d = this.#daemon(host);
+    const ns = `--net=${d.host.netnsPath}`;
+    const [links, rules] = await Promise.all([
+      exec(["nsenter", ns, "ip", "-br", "addr"]),
+      exec(["nsenter", ns, "nft", "list", "ruleset"]),
+    ]);
+    const log = (await Deno.readTextFile(d.logFile).catch(() => "")).trim().split("\n").slice(-8);
+    return `host ${host} addresses:\n${links.stdout}host ${host} nft:\n${rules.stdout}daemon log (tail):\n${
+      log.join("\n")
+    }\n`;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    for (const d of this.#daemons.values()) {
+      await this.#stop(d, "SIGTERM");
+      d.client.close();
+    }
+    this.#daemons.clear();
+  }
+}
+
+/** The adapter factory (`--impl reference`). */
+export default function createReferenceAdapter(opts: AdapterOptions): Implementation {
+  return new ReferenceAdapter(opts);
+}

@@ -1,0 +1,14 @@
+/**
+ * The catalogue: every case, in the order they are listed and run.
+ * @module
+ */
+import { connCases } from "./conn.ts";
+import type { Case } from "./framework.ts";
+import { ipamCases } from "./ipam.ts";
+import { lifecycleCases } from "./lifecycle.ts";
+import { portCases } from "./port.ts";
+
+export type { Case } from "./framework.ts";
+
+/** Every built-in case. */
+export const CATALOGUE: Case[] = [...connCases, ...ipamCases, ...lifecycleCases, ...portCases];

@@ -1,0 +1,49 @@
+/**
+ * The suite against the reference (the project's main job, inside `deno task test`), and
+ * its self-validation: every fault in adapters/faults.ts must be caught by the cases named
+ * for it. Needs root.
+ */
+import assert from "node:assert/strict";
+import { FAULTS } from "./adapters/faults.ts";
+import { runConformance } from "./mod.ts";
+
+const ignore = Deno.uid() !== 0;
+
+Deno.test({
+  name: "the core profile passes against the reference and leaves nothing behind (root)",
+  ignore,
+  async fn() {
+    const run = await runConformance({ impls: ["reference"] });
+    const failed = run.results.filter((r) => r.verdict === "fail");
+    assert.deepEqual(
+      failed.map((r) => `${r.id}: ${r.failure?.message}`),
+      [],
+      "no case fails",
+    );
+    assert.deepEqual(run.residue, [], "no residue");
+    assert.ok(run.results.filter((r) => r.verdict === "pass").length >= 15, "cases ran");
+  },
+});
+
+for (const fault of FAULTS) {
+  Deno.test({
+    name: `fault "${fault.name}" is caught by ${fault.caughtBy.join(", ")} (root)`,
+    ignore,
+    async fn() {
+      const filter = new RegExp(
+        `^(${fault.caughtBy.map((c) => c.replace(/\./g, "\\.")).join("|")})$`,
+      );
+      const run = await runConformance({
+        impls: ["reference"],
+        fault: fault.name,
+        filter,
+        fixtures: false,
+      });
+      const byId = new Map(run.results.map((r) => [r.id, r.verdict]));
+      for (const id of fault.caughtBy) {
+        assert.equal(byId.get(id), "fail", `${id} must fail under fault ${fault.name}`);
+      }
+      assert.deepEqual(run.residue, [], "no residue even under a fault");
+    },
+  });
+}

@@ -1,0 +1,110 @@
+/**
+ * Throwaway hosts: a namespace per host, linked by a veth pair to its own "outside"
+ * namespace, which plays the external world (documentation range 198.51.100.0/24, as
+ * DESIGN.md's network safety rules ask). The host's default route points there, so egress
+ * and masquerade can be observed without ever touching the machine's real uplink.
+ * @module
+ */
+import type { Host } from "../impl.ts";
+import { exec, run } from "./exec.ts";
+
+/** Host side and outside side of the "outside" link. */
+export const OUTSIDE = { host: "198.51.100.1/24", world: "198.51.100.2/24" } as const;
+
+/** A host the harness made, with its outside namespace. */
+export interface HarnessHost extends Host {
+  /** The external-world namespace linked to this host. */
+  outsideNetns: string;
+  outsideNetnsPath: string;
+}
+
+/** Creates a namespace with loopback up. */
+export async function addNetns(name: string): Promise<void> {
+  await run(["ip", "netns", "add", name]);
+  await run(["ip", "-n", name, "link", "set", "lo", "up"]);
+}
+
+/** Creates host `name` of run `prefix`: `<prefix>-<name>` and `<prefix>-<name>-out`. */
+export async function createHost(prefix: string, name: string): Promise<HarnessHost> {
+  const netns = `${prefix}-${name}`;
+  const outside = `${prefix}-${name}-out`;
+  const stateDir = await Deno.makeTempDir({ prefix: `${prefix}-${name}-` });
+  await addNetns(netns);
+  await addNetns(outside);
+  const gw = OUTSIDE.world.split("/")[0];
+  await run([
+    "ip",
+    "link",
+    "add",
+    "name",
+    "out0",
+    "netns",
+    netns,
+    "type",
+    "veth",
+    "peer",
+    "name",
+    "world0",
+    "netns",
+    outside,
+  ]);
+  await run(
+    ["ip", "-n", netns, "-batch", "-"],
+    `addr add ${OUTSIDE.host} dev out0\nlink set out0 up\nroute add default via ${gw}\n`,
+  );
+  await run(
+    ["ip", "-n", outside, "-batch", "-"],
+    `addr add ${OUTSIDE.world} dev world0\nlink set world0 up\n`,
+  );
+  return {
+    name,
+    netns,
+    netnsPath: `/run/netns/${netns}`,
+    // per host, so two implementations' daemons never claim each other's objects
+    prefix: netns,
+    addresses: { outside: OUTSIDE.host },
+    dnsUpstreams: [],
+    stateDir,
+    outsideNetns: outside,
+    outsideNetnsPath: `/run/netns/${outside}`,
+  };
+}
+
+/** Names under /run/netns. */
+export async function listNetns(): Promise<string[]> {
+  const names: string[] = [];
+  try {
+    for await (const e of Deno.readDir("/run/netns")) names.push(e.name);
+  } catch { /* none yet */ }
+  return names.sort();
+}
+
+/**
+ * Removes everything of a run (or of every run, with the bare `cnmt-` prefix): processes
+ * inside its namespaces first, then the namespaces, their /etc/netns directories and the
+ * state directories under the temp dir. Returns what it removed.
+ */
+export async function removeByPrefix(prefix: string): Promise<string[]> {
+  const removed: string[] = [];
+  for (const name of await listNetns()) {
+    if (!name.startsWith(prefix)) continue;
+    const pids = await exec(["ip", "netns", "pids", name]);
+    for (const pid of pids.stdout.split(/\s+/).filter(Boolean)) {
+      try {
+        Deno.kill(Number(pid), "SIGKILL");
+      } catch { /* gone */ }
+    }
+    const r = await exec(["ip", "netns", "del", name]);
+    if (r.code === 0) removed.push(`netns ${name}`);
+  }
+  for (const dir of ["/etc/netns", Deno.env.get("TMPDIR") ?? "/tmp"]) {
+    try {
+      for await (const e of Deno.readDir(dir)) {
+        if (!e.name.startsWith(prefix)) continue;
+        await Deno.remove(`${dir}/${e.name}`, { recursive: true }).catch(() => {});
+        removed.push(`${dir}/${e.name}`);
+      }
+    } catch { /* missing dir */ }
+  }
+  return removed;
+}
