@@ -17,4 +17,12 @@ export interface Divergence {
 }
 
 /** The list. The Docker adapter's entries come with it. */
-export const DIVERGENCES: Divergence[] = [];
+export const DIVERGENCES: Divergence[] = [
+  {
+    impl: "docker",
+    case: "iso.internal-no-route",
+    reason:
+      "Docker 20.10 gives sandboxes on an internal network a default route via the bridge gateway and filters only FORWARD, so the host's own addresses answer; egress beyond the host is still dropped (iso.internal-network passes). Current libnetwork sets no gateway for internal networks, which is what cnm and its issue 6 ask",
+    ref: "observed on docker.io 20.10.24; research/libnetwork.md §3.1 (bridge Join, current)",
+  },
+];

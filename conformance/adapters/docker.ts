@@ -36,6 +36,8 @@ interface Engine {
   client: Deno.HttpClient;
   /** Our own dockerd, when we started it. */
   child?: Deno.ChildProcess;
+  /** Our own containerd: kept running across dockerd restarts, as live-restore needs. */
+  containerd?: Deno.ChildProcess;
   dir?: string;
   logFile?: string;
 }
@@ -115,7 +117,41 @@ export class DockerAdapter implements Implementation {
     await this.#ensureImage(engine);
   }
 
+  async #startContainerd(e: Engine): Promise<void> {
+    const sock = `${e.dir}/containerd.sock`;
+    e.containerd = new Deno.Command("nsenter", {
+      args: [
+        `--net=${e.host.netnsPath}`,
+        this.#opts.options["containerd"] ?? "containerd",
+        "--address",
+        sock,
+        "--root",
+        `${e.dir}/cd-root`,
+        "--state",
+        `${e.dir}/cd-state`,
+      ],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    for (const s of [e.containerd.stdout, e.containerd.stderr]) {
+      const f = await Deno.open(`${e.dir}/containerd.log`, {
+        append: true,
+        create: true,
+        write: true,
+      });
+      s.pipeTo(f.writable).catch(() => {});
+    }
+    const deadline = Date.now() + 20_000;
+    while (Date.now() < deadline) {
+      if (await Deno.stat(sock).then(() => true, () => false)) return;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new ImplementationError("internal", `containerd on ${e.host.name} did not start`);
+  }
+
   async #startDockerd(e: Engine): Promise<void> {
+    if (!e.containerd) await this.#startContainerd(e);
     const dns = e.host.dnsUpstreams[0] ?? "127.0.0.1";
     const args = [
       `--net=${e.host.netnsPath}`,
@@ -126,6 +162,8 @@ export class DockerAdapter implements Implementation {
       `${e.dir}/x`,
       "--pidfile",
       `${e.dir}/docker.pid`,
+      "--containerd",
+      `${e.dir}/containerd.sock`,
       "-H",
       `unix://${e.socket}`,
       "--containerd-namespace",
@@ -459,6 +497,13 @@ export class DockerAdapter implements Implementation {
       if (e.child) {
         await this.#call(e, "DELETE", `/images/${IMAGE}?force=1`).catch(() => {});
         await this.#stopDockerd(e, "SIGTERM");
+        if (e.containerd) {
+          try {
+            e.containerd.kill("SIGTERM");
+          } catch { /* gone */ }
+          await e.containerd.status;
+          e.containerd = undefined;
+        }
         // dockerd leaves its mounts under data-root when killed; take them down
         const mounts = (await Deno.readTextFile("/proc/self/mounts")).split("\n")
           .map((l) => l.split(" ")[1]).filter((m) => m && e.dir && m.startsWith(e.dir));

@@ -49,7 +49,7 @@ export const FAULTS: Fault[] = [
   {
     name: "internal-has-egress",
     breaks: "creates --internal networks as normal ones",
-    caughtBy: ["iso.internal-network"],
+    caughtBy: ["iso.internal-network", "iso.internal-no-route"],
   },
 ];
 

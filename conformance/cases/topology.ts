@@ -7,8 +7,7 @@
  */
 import { iccEnabled, impliedReachability, loadTopology } from "../topology/schema.ts";
 import type { Capability } from "../impl.ts";
-import { reachMatrix } from "../probes/mod.ts";
-import { addr, type Case, defineCase, type Sb } from "./framework.ts";
+import { addr, type Case, convergedMatrix, defineCase, type Sb } from "./framework.ts";
 
 /** Builds the case of one topology file. */
 export async function topologyCase(path: string): Promise<Case> {
@@ -53,7 +52,7 @@ export async function topologyCase(path: string): Promise<Case> {
         label: implied.labels[i],
         ns: sbs.get(e.sandbox)!.netnsPath,
       }));
-      const observed = await reachMatrix(sources, targets, {});
+      const observed = await convergedMatrix(sources, targets, implied.matrix);
       ctx.showGrid({ labels: implied.labels, expected: implied.matrix, observed });
       const diffs: string[] = [];
       implied.matrix.forEach((row, i) =>
