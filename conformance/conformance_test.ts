@@ -47,3 +47,24 @@ for (const fault of FAULTS) {
     },
   });
 }
+
+const haveDockerd = (() => {
+  for (const dir of (Deno.env.get("PATH") ?? "").split(":")) {
+    try {
+      if (Deno.statSync(`${dir}/dockerd`).isFile) return true;
+    } catch { /* not here */ }
+  }
+  return false;
+})();
+
+Deno.test({
+  name: "the core profile passes against Docker 20.10, divergences as listed (root, dockerd)",
+  ignore: ignore || !haveDockerd,
+  async fn() {
+    const run = await runConformance({ impls: ["docker"] });
+    const failed = run.results.filter((r) => r.verdict === "fail");
+    assert.deepEqual(failed.map((r) => `${r.id}: ${r.failure?.message}`), [], "no unexpected failure");
+    assert.deepEqual(run.residue, [], "no residue");
+    assert.ok(run.results.filter((r) => r.verdict === "pass").length >= 20, "cases ran");
+  },
+});

@@ -25,8 +25,34 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "provision: installing $pkgs"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
+  updated=1
   # shellcheck disable=SC2086
   apt-get install -y -qq --no-install-recommends $pkgs >/dev/null
+fi
+
+# The Docker profile of the suite: docker.io (dockerd 20.10, containerd, runc) and
+# busybox-static for the probe image. Installing docker.io must not start a system dockerd:
+# policy-rc.d forbids service starts during the install (the suite runs its own private
+# engine in a throwaway namespace). CNM_NO_DOCKER=1 skips this.
+if [ "${CNM_NO_DOCKER:-0}" != "1" ]; then
+  need=()
+  command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
+  command -v containerd >/dev/null 2>&1 || need+=(containerd)
+  [ -x /bin/busybox ] || [ -x /usr/bin/busybox ] || need+=(busybox-static)
+  command -v iptables >/dev/null 2>&1 || need+=(iptables)
+  if [ ${#need[@]} -gt 0 ]; then
+    echo "provision: installing ${need[*]} (Docker profile)"
+    export DEBIAN_FRONTEND=noninteractive
+    made_policy=0
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+      printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+      chmod +x /usr/sbin/policy-rc.d
+      made_policy=1
+    fi
+    [ -n "${updated:-}" ] || apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null || echo "provision: Docker packages unavailable; the Docker profile will be skipped" >&2
+    [ "$made_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
+  fi
 fi
 
 # Deno comes from the npm registry (the `deno` package ships the native binary).
