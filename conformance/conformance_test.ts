@@ -63,7 +63,11 @@ Deno.test({
   async fn() {
     const run = await runConformance({ impls: ["docker"] });
     const failed = run.results.filter((r) => r.verdict === "fail");
-    assert.deepEqual(failed.map((r) => `${r.id}: ${r.failure?.message}`), [], "no unexpected failure");
+    assert.deepEqual(
+      failed.map((r) => `${r.id}: ${r.failure?.message}`),
+      [],
+      "no unexpected failure",
+    );
     assert.deepEqual(run.residue, [], "no residue");
     assert.ok(run.results.filter((r) => r.verdict === "pass").length >= 20, "cases ran");
   },

@@ -25,4 +25,12 @@ export const DIVERGENCES: Divergence[] = [
       "Docker 20.10 gives sandboxes on an internal network a default route via the bridge gateway and filters only FORWARD, so the host's own addresses answer; egress beyond the host is still dropped (iso.internal-network passes). Current libnetwork sets no gateway for internal networks, which is what cnm and its issue 6 ask",
     ref: "observed on docker.io 20.10.24; research/libnetwork.md §3.1 (bridge Join, current)",
   },
+  {
+    impl: "docker",
+    case: "dns.internal-no-forward",
+    reason:
+      "Docker 20.10 tries the upstream from inside a sandbox that has only internal networks and never answers (the client times out); Docker 23+ answers SERVFAIL without forwarding, which moby's TestInternalNetworkDNS checks and cnm does",
+    ref:
+      "observed on docker.io 20.10.24 (dig: timeout after 3 s); moby integration/networking TestInternalNetworkDNS",
+  },
 ];

@@ -11,7 +11,7 @@
 import { randomHex } from "../impl/model/names.ts";
 import { withFault } from "./adapters/faults.ts";
 import { residue, snapshot } from "./harness/audit.ts";
-import { createHost, type HarnessHost, removeByPrefix } from "./harness/hosts.ts";
+import { createHost, type HarnessHost, removeByPrefix, stopHost } from "./harness/hosts.ts";
 import type { AdapterFactory, Capability, Implementation } from "./impl.ts";
 import { CATALOGUE } from "./cases/mod.ts";
 import { type Case, CaseFailure, CaseSkip, createContext } from "./cases/framework.ts";
@@ -201,8 +201,9 @@ export async function runConformance(opts: RunOptions): Promise<RunResult> {
     prefixes.push(prefix);
     const factory = await loadAdapter(spec);
     let impl: Implementation | undefined;
+    const hosts: HarnessHost[] = [];
     try {
-      const hosts = [await createHost(prefix, "h1")];
+      hosts.push(await createHost(prefix, "h1"));
       impl = await factory({ options: opts.implOptions ?? {}, repoRoot: REPO_ROOT, log });
       if (opts.fault) {
         if (spec !== "reference") throw new Error("--fault works with the reference only");
@@ -250,6 +251,7 @@ export async function runConformance(opts: RunOptions): Promise<RunResult> {
       } catch (err) {
         log(`dispose: ${err}`);
       }
+      for (const h of hosts) await stopHost(h);
       anyFailure ||= results.some((r) => r.verdict === "fail");
       if (!(opts.keepOnFailure && anyFailure)) await removeByPrefix(prefix);
     }

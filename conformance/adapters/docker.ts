@@ -83,6 +83,8 @@ export class DockerAdapter implements Implementation {
       "ip-range",
       "aliases",
       "ports",
+      "dns",
+      "dns.upstream",
     ];
     // restarting is only ours to do on a private engine
     if (!this.#opts.options["docker-host"]) caps.push("restart");

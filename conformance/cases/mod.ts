@@ -3,6 +3,7 @@
  * @module
  */
 import { connCases } from "./conn.ts";
+import { dnsCases } from "./dns.ts";
 import type { Case } from "./framework.ts";
 import { ipamCases } from "./ipam.ts";
 import { lifecycleCases } from "./lifecycle.ts";
@@ -11,4 +12,10 @@ import { portCases } from "./port.ts";
 export type { Case } from "./framework.ts";
 
 /** Every built-in case. */
-export const CATALOGUE: Case[] = [...connCases, ...ipamCases, ...lifecycleCases, ...portCases];
+export const CATALOGUE: Case[] = [
+  ...connCases,
+  ...ipamCases,
+  ...lifecycleCases,
+  ...portCases,
+  ...dnsCases,
+];

@@ -11,11 +11,71 @@ import { exec, run } from "./exec.ts";
 /** Host side and outside side of the "outside" link. */
 export const OUTSIDE = { host: "198.51.100.1/24", world: "198.51.100.2/24" } as const;
 
+/** What the stub upstream DNS server in the external world answers. */
+export const UPSTREAM_RECORDS: Record<string, string> = {
+  "www.example.test": "203.0.113.10",
+  "api.example.test": "203.0.113.11",
+};
+
 /** A host the harness made, with its outside namespace. */
 export interface HarnessHost extends Host {
   /** The external-world namespace linked to this host. */
   outsideNetns: string;
   outsideNetnsPath: string;
+  /** The stub upstream DNS server's process (in the outside namespace). */
+  dnsStub?: Deno.ChildProcess;
+}
+
+/** Starts the stub upstream resolver on the world side of the outside link. */
+async function startDnsStub(outsideNetnsPath: string, ip: string): Promise<Deno.ChildProcess> {
+  const stub = new URL("./dns_stub.ts", import.meta.url).pathname;
+  const child = new Deno.Command("nsenter", {
+    args: [
+      `--net=${outsideNetnsPath}`,
+      Deno.execPath(),
+      "run",
+      "--no-config",
+      "--unstable-net",
+      "--allow-net",
+      stub,
+      ip,
+      "53",
+      ...Object.entries(UPSTREAM_RECORDS).map(([n, a]) => `${n}=${a}`),
+    ],
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline) {
+    const r = await exec([
+      "nsenter",
+      `--net=${outsideNetnsPath}`,
+      "dig",
+      "+tries=1",
+      "+time=1",
+      `@${ip}`,
+      "www.example.test",
+      "+short",
+    ]);
+    if (r.stdout.trim()) return child;
+    await new Promise((res) => setTimeout(res, 50));
+  }
+  try {
+    child.kill("SIGKILL");
+  } catch { /* gone */ }
+  await child.status;
+  throw new Error("the stub upstream DNS server did not start");
+}
+
+/** Stops a host's helper processes (the DNS stub). */
+export async function stopHost(host: HarnessHost): Promise<void> {
+  if (!host.dnsStub) return;
+  try {
+    host.dnsStub.kill("SIGTERM");
+  } catch { /* gone */ }
+  await host.dnsStub.status;
+  host.dnsStub = undefined;
 }
 
 /** Creates a namespace with loopback up. */
@@ -56,6 +116,8 @@ export async function createHost(prefix: string, name: string): Promise<HarnessH
     ["ip", "-n", outside, "-batch", "-"],
     `addr add ${OUTSIDE.world} dev world0\nlink set world0 up\n`,
   );
+  const world = OUTSIDE.world.split("/")[0];
+  const dnsStub = await startDnsStub(`/run/netns/${outside}`, world);
   return {
     name,
     netns,
@@ -63,10 +125,11 @@ export async function createHost(prefix: string, name: string): Promise<HarnessH
     // per host, so two implementations' daemons never claim each other's objects
     prefix: netns,
     addresses: { outside: OUTSIDE.host },
-    dnsUpstreams: [],
+    dnsUpstreams: [world],
     stateDir,
     outsideNetns: outside,
     outsideNetnsPath: `/run/netns/${outside}`,
+    dnsStub,
   };
 }
 

@@ -210,7 +210,7 @@ Deno.test({
         });
 
         await t.step("DNS against a stub", async () => {
-          const stubPath = new URL("./testdata/dns_stub.ts", import.meta.url).pathname;
+          const stubPath = new URL("../harness/dns_stub.ts", import.meta.url).pathname;
           stub = new Deno.Command("nsenter", {
             args: [
               `--net=${pb}`,
