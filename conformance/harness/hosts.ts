@@ -11,6 +11,18 @@ import { exec, run } from "./exec.ts";
 /** Host side and outside side of the "outside" link. */
 export const OUTSIDE = { host: "198.51.100.1/24", world: "198.51.100.2/24" } as const;
 
+/**
+ * The "LAN": a layer-2 segment behind the host's `lan0` (a veth end with no address, the
+ * parent for macvlan networks), with one other machine on it, in its own namespace.
+ * 192.0.2.0/24 is a documentation range.
+ */
+export const LAN = {
+  parent: "lan0",
+  subnet: "192.0.2.0/24",
+  gateway: "192.0.2.1",
+  peer: "192.0.2.254/24",
+} as const;
+
 /** What the stub upstream DNS server in the external world answers. */
 export const UPSTREAM_RECORDS: Record<string, string> = {
   "www.example.test": "203.0.113.10",
@@ -24,6 +36,9 @@ export interface HarnessHost extends Host {
   outsideNetnsPath: string;
   /** The stub upstream DNS server's process (in the outside namespace). */
   dnsStub?: Deno.ChildProcess;
+  /** The LAN machine's namespace (peer of the host's `lan0`). */
+  lanNetns: string;
+  lanNetnsPath: string;
 }
 
 /** Starts the stub upstream resolver on the world side of the outside link. */
@@ -116,6 +131,27 @@ export async function createHost(prefix: string, name: string): Promise<HarnessH
     ["ip", "-n", outside, "-batch", "-"],
     `addr add ${OUTSIDE.world} dev world0\nlink set world0 up\n`,
   );
+  // the LAN: lan0 in the host (no address: a macvlan parent), eth0 in the LAN machine
+  const lan = `${prefix}-${name}-lan`;
+  await addNetns(lan);
+  await run([
+    "ip",
+    "link",
+    "add",
+    "name",
+    LAN.parent,
+    "netns",
+    netns,
+    "type",
+    "veth",
+    "peer",
+    "name",
+    "eth0",
+    "netns",
+    lan,
+  ]);
+  await run(["ip", "-n", netns, "link", "set", LAN.parent, "up"]);
+  await run(["ip", "-n", lan, "-batch", "-"], `addr add ${LAN.peer} dev eth0\nlink set eth0 up\n`);
   const world = OUTSIDE.world.split("/")[0];
   const dnsStub = await startDnsStub(`/run/netns/${outside}`, world);
   return {
@@ -124,12 +160,14 @@ export async function createHost(prefix: string, name: string): Promise<HarnessH
     netnsPath: `/run/netns/${netns}`,
     // per host, so two implementations' daemons never claim each other's objects
     prefix: netns,
-    addresses: { outside: OUTSIDE.host },
+    addresses: { outside: OUTSIDE.host, lanParent: LAN.parent, lanPeer: LAN.peer },
     dnsUpstreams: [world],
     stateDir,
     outsideNetns: outside,
     outsideNetnsPath: `/run/netns/${outside}`,
     dnsStub,
+    lanNetns: lan,
+    lanNetnsPath: `/run/netns/${lan}`,
   };
 }
 
