@@ -163,6 +163,7 @@ async function runCase(
     };
   }
   result.ms = performance.now() - t0;
+  if (ctx.notes.length) result.notes = ctx.notes;
   return applyDivergence(result);
 }
 

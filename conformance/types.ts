@@ -44,6 +44,8 @@ export interface CaseResult {
   mirrors: string;
   failure?: Failure;
   grid?: Grid;
+  /** Details a case reports (observed shares, timings). */
+  notes?: string[];
 }
 
 /** A whole run. */

@@ -12,6 +12,7 @@ import type {
   Implementation,
   NetworkSpec,
   SandboxInfo,
+  ServiceSpec,
 } from "../impl.ts";
 import type { HarnessHost } from "../harness/hosts.ts";
 import {
@@ -73,6 +74,10 @@ export interface CaseContext {
     sb: Sb,
     opts: { tcp?: number[]; udp?: number[]; http?: number[] },
   ): Promise<Responders>;
+  /** Creates a service (unique name from `base`), removed after the case; skips when the implementation has no services. */
+  service(base: string, spec: Omit<ServiceSpec, "name">): Promise<{ name: string; vip?: string }>;
+  /** Adds a line of detail shown with the result (e.g. observed shares). */
+  note(text: string): void;
   /** Registers cleanup, run last-in-first-out after the case. */
   defer(fn: () => Promise<void> | void): void;
   /** Fails the case. */
@@ -124,7 +129,7 @@ export function createContext(options: {
   caps: Set<Capability>;
   tag: string;
   subnets: () => string;
-}): CaseContext & { finish(): Promise<string[]>; grid?: Grid } {
+}): CaseContext & { finish(): Promise<string[]>; grid?: Grid; notes: string[] } {
   const { impl, hosts, caps, tag } = options;
   const deferred: (() => Promise<void> | void)[] = [];
   const defer = (fn: () => Promise<void> | void) => deferred.push(fn);
@@ -140,7 +145,8 @@ export function createContext(options: {
     return probeUdp(from.netnsPath, ip, port, opts);
   };
 
-  const ctx: CaseContext & { finish(): Promise<string[]>; grid?: Grid } = {
+  const ctx: CaseContext & { finish(): Promise<string[]>; grid?: Grid; notes: string[] } = {
+    notes: [],
     impl,
     hosts,
     caps,
@@ -167,6 +173,18 @@ export function createContext(options: {
       const r = await startResponders(sb.netnsPath, sb.name, opts);
       defer(() => r.stop());
       return r;
+    },
+    async service(base, spec) {
+      if (!impl.createService || !impl.removeService) {
+        throw new CaseSkip(`${impl.name} has no services`);
+      }
+      const name = `${tag}-${base}`;
+      const created = await impl.createService({ ...spec, name });
+      defer(() => impl.removeService!(name));
+      return created;
+    },
+    note(text) {
+      ctx.notes.push(text);
     },
     defer,
     fail,

@@ -6,6 +6,7 @@ import { connCases } from "./conn.ts";
 import { dnsCases } from "./dns.ts";
 import type { Case } from "./framework.ts";
 import { ipamCases } from "./ipam.ts";
+import { lbCases } from "./lb.ts";
 import { lifecycleCases } from "./lifecycle.ts";
 import { portCases } from "./port.ts";
 
@@ -18,4 +19,5 @@ export const CATALOGUE: Case[] = [
   ...lifecycleCases,
   ...portCases,
   ...dnsCases,
+  ...lbCases,
 ];

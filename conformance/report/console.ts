@@ -49,6 +49,8 @@ export function caseLine(r: CaseResult, opts: CaseLineOptions = {}): string {
     line += "  " + pc.dim(r.reason);
   } else if (r.verdict === "fail" && r.failure?.message) {
     line += "  " + pc.red(firstLine(r.failure.message));
+  } else if (r.verdict === "pass" && r.notes?.length) {
+    line += "  " + pc.dim(r.notes.join("; "));
   }
   return line;
 }
