@@ -33,4 +33,12 @@ export const DIVERGENCES: Divergence[] = [
     ref:
       "observed on docker.io 20.10.24 (dig: timeout after 3 s); moby integration/networking TestInternalNetworkDNS",
   },
+  {
+    impl: "docker",
+    case: "macvlan.internal-no-parent",
+    reason:
+      'Docker 20.10 makes the private parent of a macvlan network without -o parent as a dummy link (dm-<id[:12]>), and this kernel has no dummy links, so the create fails ("operation not supported"); cnm uses a veth pair, as issue 9 asks',
+    ref:
+      "observed on docker.io 20.10.24 (network create: operation not supported); libnetwork macvlan_network.go createNetwork / createDummyLink",
+  },
 ];

@@ -85,6 +85,8 @@ export class DockerAdapter implements Implementation {
       "ports",
       "dns",
       "dns.upstream",
+      "macvlan",
+      "macvlan.no-parent",
     ];
     // restarting is only ours to do on a private engine
     if (!this.#opts.options["docker-host"]) caps.push("restart");

@@ -8,6 +8,7 @@ import type { Case } from "./framework.ts";
 import { ipamCases } from "./ipam.ts";
 import { lbCases } from "./lb.ts";
 import { lifecycleCases } from "./lifecycle.ts";
+import { macvlanCases } from "./macvlan.ts";
 import { portCases } from "./port.ts";
 
 export type { Case } from "./framework.ts";
@@ -20,4 +21,5 @@ export const CATALOGUE: Case[] = [
   ...portCases,
   ...dnsCases,
   ...lbCases,
+  ...macvlanCases,
 ];

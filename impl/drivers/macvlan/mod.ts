@@ -1,0 +1,6 @@
+/**
+ * The macvlan driver.
+ * @module
+ */
+export { createMacvlanDriver } from "./macvlan.ts";
+export type { MacvlanDriverOptions } from "./macvlan.ts";
