@@ -12,7 +12,7 @@ import type {
   JoinRequest,
   NetworkDriver,
 } from "../driver_api/mod.ts";
-import type { Kernel } from "../kernel/kernel.ts";
+import type { Kernel, LinkInfo, RouteInfo } from "../kernel/kernel.ts";
 import { plan } from "../kernel/plan.ts";
 import { type Logger, quietLogger } from "../kernel/runner.ts";
 import { UndoStack } from "../kernel/undo.ts";
@@ -24,12 +24,19 @@ import {
   NotFoundError,
   withAction,
 } from "../model/errors.ts";
-import { parseIp, Prefix } from "../model/ip.ts";
+import { formatIp, parseIp, Prefix, tryParseIp } from "../model/ip.ts";
 import { newId, validateName } from "../model/names.ts";
 import type { EndpointRecord, IpamConfig, NetworkRecord, SandboxRecord } from "../model/objects.ts";
 import type { Store } from "../store/store.ts";
 import { hostsFile, resolvConf } from "./files.ts";
 import { Mutex } from "./lock.ts";
+import {
+  emptyReport,
+  reconcileHookOf,
+  type ReconcileItem,
+  type ReconcileReport,
+  sandboxNetnsPattern,
+} from "./reconcile.ts";
 
 /** What `createNetwork` takes (the flags of `cnm network create`). */
 export interface NetworkCreateOptions {
@@ -110,6 +117,9 @@ export class Controller {
   readonly #lock = new Mutex();
   readonly #onClose?: () => void;
   #closed = false;
+  #lastReconcile?: ReconcileReport;
+  /** What restore() could not do, reported by the next reconcile(). */
+  #restoreFailures: ReconcileItem[] = [];
 
   constructor(options: ControllerOptions) {
     this.#kernel = options.kernel;
@@ -126,6 +136,11 @@ export class Controller {
   /** The host namespace this controller serves (undefined = root). */
   get hostNetns(): string | undefined {
     return this.#hostNetns;
+  }
+
+  /** What the last {@linkcode Controller.reconcile} did (undefined before the first). */
+  get lastReconcile(): ReconcileReport | undefined {
+    return this.#lastReconcile;
   }
 
   /** Names of the registered drivers. */
@@ -525,7 +540,7 @@ export class Controller {
           created: new Date().toISOString(),
         };
         const updated: SandboxRecord = { ...sb, endpoints: [...sb.endpoints, id] };
-        await this.#programSandbox(current, [...current, ep], updated, nets);
+        await this.#programSandbox(current, [...current, ep], updated, nets, interfaceLines(ep));
         this.#store.transaction((tx) => {
           tx.put("endpoint", ep);
           tx.put("sandbox", updated);
@@ -567,45 +582,62 @@ export class Controller {
   }
 
   /**
-   * Programs what the sandbox (not the driver) owns: the default routes via the gateway
-   * endpoint, chosen as libnetwork's `Endpoint.Less` orders them (§1.1: non-internal first,
-   * then endpoints with a gateway, then by network name), and the hosts file.
+   * The endpoint that carries a sandbox's default routes, chosen as libnetwork's
+   * `Endpoint.Less` orders them (§1.1: non-internal first, then endpoints with a gateway,
+   * then by network name).
+   */
+  #gatewayEndpoint(
+    eps: EndpointRecord[],
+    nets: Map<string, NetworkRecord>,
+  ): EndpointRecord | undefined {
+    return [...eps].filter((e) => e.ifname).sort((a, b) => {
+      const na = nets.get(a.networkId), nb = nets.get(b.networkId);
+      const ia = na?.internal ? 1 : 0, ib = nb?.internal ? 1 : 0;
+      if (ia !== ib) return ia - ib;
+      const ga = (a.gateway ? 1 : 0) + (a.gatewayV6 ? 1 : 0);
+      const gb = (b.gateway ? 1 : 0) + (b.gatewayV6 ? 1 : 0);
+      if (ga !== gb) return gb - ga;
+      return (na?.name ?? "").localeCompare(nb?.name ?? "");
+    })[0];
+  }
+
+  /**
+   * Programs what the sandbox (not the driver) owns, as libnetwork's sandbox (osl) does: the
+   * addresses and state of a joined interface (`lines`, {@linkcode interfaceLines}), the
+   * default routes via the gateway endpoint ({@linkcode Controller.#gatewayEndpoint}), in
+   * one `ip -batch` in the sandbox, and the hosts file. Routes are only touched when the
+   * gateway endpoint changes; the routes of an interface that is gone went with it.
    */
   async #programSandbox(
     before: EndpointRecord[],
     after: EndpointRecord[],
     sb: SandboxRecord,
     nets: Map<string, NetworkRecord>,
+    lines: string[] = [],
   ): Promise<void> {
-    const pick = (eps: EndpointRecord[]) =>
-      [...eps].filter((e) => e.ifname).sort((a, b) => {
-        const na = nets.get(a.networkId), nb = nets.get(b.networkId);
-        const ia = na?.internal ? 1 : 0, ib = nb?.internal ? 1 : 0;
-        if (ia !== ib) return ia - ib;
-        const ga = (a.gateway ? 1 : 0) + (a.gatewayV6 ? 1 : 0);
-        const gb = (b.gateway ? 1 : 0) + (b.gatewayV6 ? 1 : 0);
-        if (ga !== gb) return gb - ga;
-        return (na?.name ?? "").localeCompare(nb?.name ?? "");
-      })[0];
-    const old = pick(before), now = pick(after);
+    const old = this.#gatewayEndpoint(before, nets), now = this.#gatewayEndpoint(after, nets);
     const routeKey = (e?: EndpointRecord) =>
       e ? `${e.id}|${e.gateway ?? ""}|${e.gatewayV6 ?? ""}` : "";
     if (routeKey(old) !== routeKey(now)) {
-      const lines: string[] = [];
-      if (now?.gateway) lines.push(`route replace default via ${now.gateway} dev ${now.ifname}`);
-      if (now?.gatewayV6) {
-        lines.push(`-6 route replace default via ${now.gatewayV6} dev ${now.ifname}`);
-      }
+      const oldAlive = !!old && after.some((e) => e.id === old.id);
       await this.#kernel.ipForce(sb.netnsName, [
-        ...(old?.gateway && !now?.gateway ? ["route del default"] : []),
-        ...(old?.gatewayV6 && !now?.gatewayV6 ? ["-6 route del default"] : []),
+        ...(oldAlive && old.gateway && !now?.gateway
+          ? [`route del default via ${old.gateway}`]
+          : []),
+        ...(oldAlive && old.gatewayV6 && !now?.gatewayV6
+          ? [`route del default via ${old.gatewayV6}`]
+          : []),
       ]);
-      await this.#kernel.ip(sb.netnsName, lines);
+      lines = [...lines, ...routeLines(now)];
     }
-    const addresses = after.flatMap((e) => [e.ipv4, e.ipv6]).filter((a): a is string => !!a);
+    await this.#kernel.ip(sb.netnsName, lines);
+    await this.#writeHosts(sb, after);
+  }
+
+  async #writeHosts(sb: SandboxRecord, eps: EndpointRecord[]): Promise<void> {
     await this.#kernel.fs.writeTextFile(
       this.#kernel.etcNetnsPath(sb.netnsName, "hosts"),
-      hostsFile(sb.hostname, addresses),
+      hostsContent(sb, eps),
     );
   }
 
@@ -664,11 +696,18 @@ export class Controller {
 
   /**
    * Rebuilds in-memory state from the store after a (re)start: replays IPAM allocations
-   * (libnetwork `reservePools`, §1.5), lets drivers restore their networks, finishes
-   * deletes a crash interrupted, and drops sandboxes whose namespace is gone.
+   * (libnetwork `reservePools`, §1.5), lets drivers restore their networks (which re-creates
+   * a missing bridge) and finishes deletes a crash interrupted. What it cannot do is logged
+   * and reported by the next {@linkcode Controller.reconcile}, which does the rest (sandboxes,
+   * endpoints, orphans).
    */
   restore(): Promise<void> {
     return this.#lock.run(async () => {
+      const failed = (kind: ReconcileItem["kind"], name: string, what: string, err: unknown) => {
+        const reason = `${what} failed: ${err instanceof Error ? err.message : String(err)}`;
+        this.#restoreFailures.push({ kind, name, reason });
+        this.#log(`restore: ${kind} ${name}: ${reason}`);
+      };
       for (const net of this.#store.list("network")) {
         const driver = this.#drivers.get(net.driver);
         if (!driver) {
@@ -677,23 +716,22 @@ export class Controller {
         }
         for (const [family, cfgs] of [[4, net.ipv4], [6, net.ipv6]] as const) {
           for (const c of cfgs) {
-            await this.#ipam.requestPool({
-              addressSpace: c.poolId.split("/")[0],
-              pool: c.subnet,
-              subPool: c.ipRange,
-              v6: family === 6,
-            });
-            if (c.gateway) await this.#ipam.requestAddress(c.poolId, c.gateway, { gateway: true });
+            try {
+              await this.#ipam.requestPool({
+                addressSpace: c.poolId.split("/")[0],
+                pool: c.subnet,
+                subPool: c.ipRange,
+                v6: family === 6,
+              });
+              if (c.gateway) {
+                await this.#ipam.requestAddress(c.poolId, c.gateway, { gateway: true });
+              }
+            } catch (err) {
+              failed("network", net.name, `replaying pool ${c.subnet}`, err);
+            }
           }
         }
-        if (net.inDelete) {
-          this.#log(`restore: finishing the removal of network ${net.name}`);
-          await driver.deleteNetwork(net.id);
-          await this.#releaseNetworkIpam(net);
-          this.#store.transaction((tx) => tx.delete("network", net.id));
-          continue;
-        }
-        await driver.restoreNetwork?.({
+        const req: CreateNetworkRequest = {
           networkId: net.id,
           name: net.name,
           options: net.options,
@@ -701,16 +739,355 @@ export class Controller {
           enableIpv6: net.enableIpv6,
           ipv4: net.ipv4.map(toIpamData),
           ipv6: net.ipv6.map(toIpamData),
-        });
+        };
+        try {
+          // The driver knows the network again (and re-creates its kernel objects if they
+          // are missing); a delete a crash interrupted is then finished (§1.5).
+          await driver.restoreNetwork?.(req);
+          if (net.inDelete) {
+            this.#log(`restore: finishing the removal of network ${net.name}`);
+            await driver.deleteNetwork(net.id);
+            await this.#releaseNetworkIpam(net);
+            this.#store.transaction((tx) => tx.delete("network", net.id));
+          }
+        } catch (err) {
+          failed("network", net.name, net.inDelete ? "finishing its removal" : "restoring it", err);
+        }
       }
       const nets = new Map(this.#store.list("network").map((n) => [n.id, n]));
       for (const ep of this.#store.list("endpoint")) {
         const net = nets.get(ep.networkId);
         if (!net) continue;
-        if (ep.ipv4) await this.#ipam.requestAddress(net.ipv4[0].poolId, ep.ipv4.split("/")[0]);
-        if (ep.ipv6) await this.#ipam.requestAddress(net.ipv6[0].poolId, ep.ipv6.split("/")[0]);
+        try {
+          if (ep.ipv4) await this.#ipam.requestAddress(net.ipv4[0].poolId, ep.ipv4.split("/")[0]);
+          if (ep.ipv6) await this.#ipam.requestAddress(net.ipv6[0].poolId, ep.ipv6.split("/")[0]);
+        } catch (err) {
+          failed("endpoint", `${ep.name}/${net.name}`, "replaying its address", err);
+        }
       }
     });
+  }
+
+  /**
+   * Makes the store and the kernel agree after a (re)start, for this controller's host and
+   * prefix (issue 3, "Restart after a clean stop or a kill -9"):
+   *
+   * - a sandbox whose namespace is gone is dropped with its endpoints (driver objects
+   *   removed, addresses released);
+   * - a namespace named like ours (`<prefix>-<12 hex>`, nothing else) that no sandbox owns
+   *   is removed, with its /etc/netns directory;
+   * - drivers with a reconcile hook make their networks whole (a bridge, its addresses, the
+   *   nft table) and remove their objects no endpoint names;
+   * - an endpoint whose interface is missing or wrong in its sandbox, or whose driver side
+   *   is broken, is re-created with the same id, address, MAC and interface name, and its
+   *   sandbox's default routes and hosts file are programmed again;
+   * - missing default routes and sandbox files are put back.
+   *
+   * Every item is logged on one line (`reconcile: ...`). Idempotent: a second call on a
+   * consistent host reports nothing.
+   */
+  reconcile(): Promise<ReconcileReport> {
+    return this.#lock.run(async () => {
+      const report = emptyReport();
+      const note = (list: keyof ReconcileReport, item: ReconcileItem) => {
+        report[list].push(item);
+        this.#log(`reconcile: ${list} ${item.kind} ${item.name}: ${item.reason}`);
+      };
+      /** Runs one step; a failure is reported, never thrown, so a start always completes. */
+      const attempt = async (
+        kind: ReconcileItem["kind"],
+        name: string,
+        fn: () => Promise<void>,
+      ) => {
+        try {
+          await fn();
+        } catch (err) {
+          note("failed", { kind, name, reason: err instanceof Error ? err.message : String(err) });
+        }
+      };
+      for (const item of this.#restoreFailures.splice(0)) note("failed", item);
+      const kernel = this.#kernel;
+      const nets = new Map(this.#store.list("network").map((n) => [n.id, n]));
+      const netName = (id: string) => nets.get(id)?.name ?? id.slice(0, 12);
+
+      // Records that point at records that are gone (a crash between two writes).
+      const sandboxIds = new Set(this.#store.list("sandbox").map((s) => s.id));
+      for (const ep of this.#store.list("endpoint")) {
+        if (ep.sandboxId && sandboxIds.has(ep.sandboxId) && nets.has(ep.networkId)) continue;
+        await this.#dropEndpoint(ep, nets, false);
+        note("dropped", {
+          kind: "endpoint",
+          name: `${ep.name}/${netName(ep.networkId)}`,
+          reason: nets.has(ep.networkId) ? "its sandbox record is gone" : "its network is gone",
+        });
+      }
+      for (const sb of this.#store.list("sandbox")) {
+        const live = sb.endpoints.filter((id) => this.#store.get("endpoint", id));
+        if (live.length !== sb.endpoints.length) {
+          this.#store.transaction((tx) => tx.put("sandbox", { ...sb, endpoints: live }));
+        }
+      }
+
+      // Sandboxes whose namespace is gone: nothing to re-create them from (the processes
+      // that lived in them are gone too), so the records go, as libnetwork's
+      // sandboxCleanup drops sandboxes of containers that no longer exist.
+      for (const sb of this.#store.list("sandbox")) {
+        if (await kernel.netnsExists(sb.netnsName)) continue;
+        await attempt("sandbox", sb.name, async () => {
+          const reason = `namespace ${sb.netnsPath} is gone`;
+          for (const ep of this.#endpointsOf(sb)) {
+            await this.#dropEndpoint(ep, nets, false);
+            note("dropped", {
+              kind: "endpoint",
+              name: `${sb.name}/${netName(ep.networkId)}`,
+              reason,
+            });
+          }
+          await kernel.fs.remove(kernel.etcNetnsPath(sb.netnsName));
+          this.#store.transaction((tx) => tx.delete("sandbox", sb.id));
+          note("dropped", { kind: "sandbox", name: sb.name, reason });
+        });
+      }
+
+      // Namespaces and /etc/netns directories named like ours that no sandbox owns (a crash
+      // between creating the namespace and storing the sandbox).
+      const pattern = sandboxNetnsPattern(this.#prefix);
+      const known = new Set(this.#store.list("sandbox").map((s) => s.netnsName));
+      for (const name of await kernel.netnsList()) {
+        if (!pattern.test(name) || known.has(name) || name === this.#hostNetns) continue;
+        await attempt("netns", name, async () => {
+          await kernel.deleteNetns(name);
+          await kernel.fs.remove(kernel.etcNetnsPath(name));
+          note("removed", { kind: "netns", name, reason: "no sandbox record names it" });
+        });
+      }
+      for (const name of await kernel.etcNetnsList()) {
+        if (!pattern.test(name) || known.has(name) || name === this.#hostNetns) continue;
+        await attempt("file", kernel.etcNetnsPath(name), async () => {
+          await kernel.fs.remove(kernel.etcNetnsPath(name));
+          note("removed", {
+            kind: "file",
+            name: kernel.etcNetnsPath(name),
+            reason: "no sandbox record names it",
+          });
+        });
+      }
+
+      // The drivers' side: networks whole, broken endpoints found, orphans removed.
+      const broken = new Map<string, string>();
+      const endpoints = this.#store.list("endpoint");
+      for (const driver of this.#drivers.values()) {
+        const hook = reconcileHookOf(driver);
+        if (!hook) continue;
+        const mine = endpoints.filter((e) => nets.get(e.networkId)?.driver === driver.type);
+        await attempt("driver", driver.type, async () => {
+          const r = await hook.reconcile(
+            mine.map((e) => ({
+              networkId: e.networkId,
+              endpointId: e.id,
+              driverData: e.driverData,
+            })),
+          );
+          for (const { networkId, what } of r.repaired) {
+            note(
+              "recreated",
+              networkId
+                ? { kind: "network", name: netName(networkId), reason: what }
+                : { kind: "driver", name: driver.type, reason: what },
+            );
+          }
+          for (const b of r.broken) broken.set(b.endpointId, b.reason);
+          for (const item of r.removed) note("removed", item);
+        });
+      }
+
+      // The sandboxes' side: each endpoint's interface, addresses and MAC; default routes;
+      // loopback; the files under /etc/netns.
+      for (const sb of this.#store.list("sandbox")) {
+        await attempt("sandbox", sb.name, async () => {
+          const eps = this.#endpointsOf(sb);
+          const [links, routes] = await kernel.ipJsonBatch(sb.netnsName, [
+            "addr show",
+            "route show default",
+          ]) as [LinkInfo[], RouteInfo[]];
+          const lines: string[] = [];
+          const lo = links.find((l) => l.ifname === "lo");
+          if (lo && !lo.flags?.includes("UP")) {
+            lines.push("link set dev lo up");
+            note("recreated", { kind: "sandbox", name: sb.name, reason: "loopback was down: up" });
+          }
+          let touched = false;
+          const unrepaired = new Set<string>();
+          for (const ep of eps) {
+            if (!ep.ifname) continue;
+            const net = nets.get(ep.networkId);
+            const driver = net && this.#drivers.get(net.driver);
+            if (!net || !driver) continue;
+            const reason = interfaceProblem(ep, links) ?? broken.get(ep.id);
+            if (!reason) continue;
+            const name = `${sb.name}/${net.name}`;
+            try {
+              await this.#recreateEndpoint(sb, ep, net, driver);
+              touched = true;
+              note("recreated", {
+                kind: "endpoint",
+                name,
+                reason: `${reason}: ${ep.ifname} re-created with ${
+                  ep.ipv4 ?? ep.ipv6 ?? "no address"
+                }`,
+              });
+            } catch (err) {
+              unrepaired.add(ep.id);
+              note("failed", {
+                kind: "endpoint",
+                name,
+                reason: `${reason}; re-creating it failed: ${
+                  err instanceof Error ? err.message : String(err)
+                }`,
+              });
+            }
+          }
+          const now = this.#gatewayEndpoint(this.#endpointsOf(sb), nets);
+          const route = routes.find((r) => r.dst === "default");
+          const routeOk = !now?.gateway || unrepaired.has(now.id) ||
+            (route?.gateway === now.gateway && route?.dev === now.ifname);
+          if ((touched && !(now && unrepaired.has(now.id))) || !routeOk) {
+            lines.push(...routeLines(now));
+            if (!touched) {
+              note("recreated", {
+                kind: "sandbox",
+                name: sb.name,
+                reason:
+                  `default route via ${now?.gateway} dev ${now?.ifname} was missing: re-added`,
+              });
+            }
+          }
+          if (lines.length > 0) await kernel.ip(sb.netnsName, lines);
+          await this.#reconcileFiles(sb, note);
+        });
+      }
+      this.#lastReconcile = report;
+      return report;
+    });
+  }
+
+  /** Puts back a sandbox's hosts, resolv.conf and hostname files when missing or stale. */
+  async #reconcileFiles(
+    sb: SandboxRecord,
+    note: (list: keyof ReconcileReport, item: ReconcileItem) => void,
+  ): Promise<void> {
+    const fs = this.#kernel.fs;
+    const hostsPath = this.#kernel.etcNetnsPath(sb.netnsName, "hosts");
+    const hosts = hostsContent(sb, this.#endpointsOf(sb));
+    const current = await fs.readTextFile(hostsPath);
+    if (current !== hosts) {
+      await fs.mkdir(this.#kernel.etcNetnsPath(sb.netnsName));
+      await fs.writeTextFile(hostsPath, hosts);
+      note("recreated", {
+        kind: "file",
+        name: hostsPath,
+        reason: current === undefined
+          ? "it was missing"
+          : "it did not list the sandbox's addresses",
+      });
+    }
+    const resolvPath = this.#kernel.etcNetnsPath(sb.netnsName, "resolv.conf");
+    if ((await fs.readTextFile(resolvPath)) === undefined) {
+      await fs.writeTextFile(
+        resolvPath,
+        resolvConf(this.#dns, await fs.readTextFile("/etc/resolv.conf")),
+      );
+      note("recreated", { kind: "file", name: resolvPath, reason: "it was missing" });
+    }
+    const hostnamePath = this.#kernel.etcNetnsPath(sb.netnsName, "hostname");
+    if ((await fs.readTextFile(hostnamePath)) === undefined) {
+      await fs.writeTextFile(hostnamePath, sb.hostname + "\n");
+      note("recreated", { kind: "file", name: hostnamePath, reason: "it was missing" });
+    }
+  }
+
+  /**
+   * Drops an endpoint record: the driver's objects (Leave, when the sandbox is still there,
+   * then Delete), its addresses, the record and its place in the sandbox.
+   */
+  async #dropEndpoint(
+    ep: EndpointRecord,
+    nets: Map<string, NetworkRecord>,
+    sandboxAlive: boolean,
+  ): Promise<void> {
+    const net = nets.get(ep.networkId);
+    const driver = net ? this.#drivers.get(net.driver) : undefined;
+    const sb = ep.sandboxId ? this.#store.get("sandbox", ep.sandboxId) : undefined;
+    if (net && driver) {
+      if (sb && sandboxAlive) {
+        await driver.leave(this.#joinRequest(sb, ep, net)).catch(() => {});
+      }
+      await driver.deleteEndpoint(net.id, ep.id, ep.driverData).catch(() => {});
+      if (ep.ipv4 && net.ipv4[0]) {
+        await this.#ipam.releaseAddress(net.ipv4[0].poolId, ep.ipv4.split("/")[0]).catch(() => {});
+      }
+      if (ep.ipv6 && net.ipv6[0]) {
+        await this.#ipam.releaseAddress(net.ipv6[0].poolId, ep.ipv6.split("/")[0]).catch(() => {});
+      }
+    }
+    this.#store.transaction((tx) => {
+      tx.delete("endpoint", ep.id);
+      if (sb) tx.put("sandbox", { ...sb, endpoints: sb.endpoints.filter((i) => i !== ep.id) });
+    });
+  }
+
+  /**
+   * Re-creates a broken endpoint with the same id, address, MAC and interface name: Leave and
+   * Delete what is left of it, then CreateEndpoint and Join again.
+   */
+  async #recreateEndpoint(
+    sb: SandboxRecord,
+    ep: EndpointRecord,
+    net: NetworkRecord,
+    driver: NetworkDriver,
+  ): Promise<void> {
+    await driver.leave(this.#joinRequest(sb, ep, net));
+    await driver.deleteEndpoint(net.id, ep.id, ep.driverData);
+    const iface = { address: ep.ipv4, addressV6: ep.ipv6, mac: ep.mac };
+    const created = await driver.createEndpoint(net.id, ep.id, iface);
+    const req: JoinRequest = {
+      ...this.#joinRequest(sb, ep, net),
+      iface: { ...iface, mac: created.mac ?? ep.mac },
+      driverData: created.driverData,
+    };
+    let joined;
+    try {
+      joined = await driver.join(req);
+    } catch (err) {
+      await driver.deleteEndpoint(net.id, ep.id, created.driverData).catch(() => {});
+      throw err;
+    }
+    const updated: EndpointRecord = {
+      ...ep,
+      mac: created.mac ?? ep.mac,
+      gateway: joined.gateway,
+      gatewayV6: joined.gatewayV6,
+      driverData: { ...created.driverData, ...(joined.driverData ?? {}) },
+    };
+    try {
+      await this.#kernel.ip(sb.netnsName, interfaceLines(updated));
+    } catch (err) {
+      await driver.leave({ ...req, driverData: updated.driverData }).catch(() => {});
+      await driver.deleteEndpoint(net.id, ep.id, updated.driverData).catch(() => {});
+      throw err;
+    }
+    this.#store.transaction((tx) => tx.put("endpoint", updated));
+  }
+
+  #joinRequest(sb: SandboxRecord, ep: EndpointRecord, net: NetworkRecord): JoinRequest {
+    return {
+      networkId: net.id,
+      endpointId: ep.id,
+      sandbox: sb,
+      ifname: ep.ifname ?? "",
+      iface: { address: ep.ipv4, addressV6: ep.ipv6, mac: ep.mac },
+      driverData: ep.driverData,
+    };
   }
 
   /** Stops taking requests (kernel objects and records stay, as with Docker's live restore). */
@@ -748,15 +1125,72 @@ function toIpamData(c: IpamConfig): IpamData {
   return { pool: c.subnet, gateway: c.gateway ? `${c.gateway}/${bits}` : undefined };
 }
 
+/**
+ * Lines that configure a joined interface inside its sandbox: its addresses (`replace`, so
+ * a driver that set them already is no error) and up.
+ */
+function interfaceLines(ep: EndpointRecord): string[] {
+  if (!ep.ifname) return [];
+  const lines = [ep.ipv4, ep.ipv6].filter((a): a is string => !!a).map((a) =>
+    `addr replace ${a} dev ${ep.ifname}${a.includes(":") ? " nodad" : ""}`
+  );
+  lines.push(`link set dev ${ep.ifname} up`);
+  return lines;
+}
+
+/** Lines that set a sandbox's default routes via an endpoint (the family follows the gateway). */
+function routeLines(ep?: EndpointRecord): string[] {
+  const lines: string[] = [];
+  if (ep?.gateway) lines.push(`route replace default via ${ep.gateway} dev ${ep.ifname}`);
+  if (ep?.gatewayV6) lines.push(`route replace default via ${ep.gatewayV6} dev ${ep.ifname}`);
+  return lines;
+}
+
+/** The hosts file of a sandbox with these endpoints. */
+function hostsContent(sb: SandboxRecord, eps: EndpointRecord[]): string {
+  const addresses = eps.flatMap((e) => [e.ipv4, e.ipv6]).filter((a): a is string => !!a);
+  return hostsFile(sb.hostname, addresses);
+}
+
+/**
+ * What is wrong with an endpoint's interface in its sandbox (`links` from `ip -j addr`):
+ * missing, down, another MAC, an address missing; undefined when it is as stored.
+ */
+function interfaceProblem(ep: EndpointRecord, links: LinkInfo[]): string | undefined {
+  const link = links.find((l) => l.ifname === ep.ifname);
+  if (!link) return `interface ${ep.ifname} is missing in the sandbox`;
+  if (!link.flags?.includes("UP")) return `interface ${ep.ifname} is down`;
+  if (ep.mac && link.address !== ep.mac) {
+    return `interface ${ep.ifname} has MAC ${link.address}, not ${ep.mac}`;
+  }
+  const have = new Set((link.addr_info ?? []).map((a) => canonical(`${a.local}/${a.prefixlen}`)));
+  for (const a of [ep.ipv4, ep.ipv6]) {
+    if (a && !have.has(canonical(a))) return `interface ${ep.ifname} lacks address ${a}`;
+  }
+  return undefined;
+}
+
+/** `ADDR/LEN` in canonical form (RFC 5952 for IPv6), so spellings compare equal. */
+function canonical(cidr: string): string {
+  const [addr, len] = cidr.split("/");
+  const ip = tryParseIp(addr);
+  return ip ? `${formatIp(ip.family, ip.value)}/${len}` : cidr;
+}
+
 /** The lowest free `<prefix>N` among a sandbox's interface names. */
 export function nextIfname(prefix: string, used: (string | undefined)[]): string {
   const taken = new Set(used);
   for (let i = 0;; i++) if (!taken.has(`${prefix}${i}`)) return `${prefix}${i}`;
 }
 
-/** Creates a controller and restores its state from the store. */
+/**
+ * Creates a controller, restores its state from the store and reconciles the kernel with it
+ * ({@linkcode Controller.restore}, then {@linkcode Controller.reconcile}; the report is in
+ * {@linkcode Controller.lastReconcile}).
+ */
 export async function createController(options: ControllerOptions): Promise<Controller> {
   const c = new Controller(options);
   await c.restore();
+  await c.reconcile();
   return c;
 }

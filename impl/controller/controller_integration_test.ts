@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { type Controller, openController } from "../../mod.ts";
-import { createDaxRunner, FaultyRunner } from "../kernel/mod.ts";
+import { createProcessRunner, FaultyRunner } from "../kernel/mod.ts";
 import {
   addNetns,
   hostResidue,
@@ -24,7 +24,7 @@ const ignore = !isRoot;
 /** Runs `fn` with a controller on a fresh host namespace; removes everything afterwards. */
 async function withHost(
   fn: (ctl: Controller, ctx: { prefix: string; host: string }) => Promise<void>,
-  runner?: (real: ReturnType<typeof createDaxRunner>) => ReturnType<typeof createDaxRunner>,
+  runner?: (real: ReturnType<typeof createProcessRunner>) => ReturnType<typeof createProcessRunner>,
 ) {
   const prefix = testPrefix();
   const host = `${prefix}-host`;
@@ -35,7 +35,7 @@ async function withHost(
       hostNetns: host,
       prefix,
       stateDir: ":memory:",
-      runner: runner?.(createDaxRunner()),
+      runner: runner?.(createProcessRunner()),
     });
     await fn(ctl, { prefix, host });
   } finally {
@@ -119,9 +119,9 @@ Deno.test({
   fn: async (t) => {
     for (
       const [label, match] of [
-        ["connect: addressing inside the sandbox", /addr add 10\.201\.0\.2/],
-        ["connect: moving the interface", / netns \S+ name eth0/],
-        ["network create: the nft transaction", /table inet .*_bridge \{\n/],
+        ["connect: addressing inside the sandbox", /addr (add|replace) 10\.201\.0\.2/],
+        ["connect: creating the interface in the sandbox", / netns \S+ name eth0/],
+        ["network create: the nft transaction", /inet \S+_bridge/],
         ["sandbox create: loopback up", /link set dev lo up/],
       ] as const
     ) {
@@ -143,7 +143,8 @@ Deno.test({
             : ctl.createSandbox({ name: "a" });
           await assert.rejects(op, /injected fault/);
           armed = false;
-          assert.equal(faulty!.injected, 1);
+          // the nft change is tried as one small transaction, then as a whole rewrite
+          assert.ok(faulty!.injected >= 1, "the fault was injected");
           assert.deepEqual(await hostResidue(host), before, "host namespace as before");
           if (label.startsWith("sandbox")) {
             assert.deepEqual(await prefixResidue(prefix, [host]), [], "no sandbox namespace");

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { createDefaultDrivers } from "../../mod.ts";
 import { createDefaultIpam } from "../ipam/mod.ts";
 import { type Command, FakeRunner, Kernel, MemoryFs } from "../kernel/mod.ts";
-import { CnmError } from "../model/errors.ts";
+import { CnmError, KernelCommandError } from "../model/errors.ts";
 import { openStore } from "../store/mod.ts";
 import { Controller, nextIfname } from "./controller.ts";
 
@@ -246,8 +246,8 @@ Deno.test("Controller.connect() orders interfaces and picks the default route li
 Deno.test("Controller.connect() rolls back every step when the kernel fails halfway", async (t) => {
   for (
     const [label, match] of [
-      ["moving the interface into the sandbox", /netns t-.* name eth0/],
-      ["addressing it inside the sandbox", /addr add 10\.1\.0\.2\/24 dev eth0/],
+      ["creating the interface in the sandbox", /netns t-.* name eth0/],
+      ["addressing it inside the sandbox", /addr replace 10\.1\.0\.2\/24 dev eth0/],
     ] as const
   ) {
     await t.step(label, async () => {
@@ -262,9 +262,9 @@ Deno.test("Controller.connect() rolls back every step when the kernel fails half
         "kernel",
         /^Cannot connect sandbox "a" to network "web": Command/,
       );
-      // the veth made by createEndpoint was deleted again
+      // the veth pair made by join was deleted again, from one end or the other
       const veth = /link add name (veth[0-9a-f]{7})/.exec(runner.transcript())![1];
-      assert.match(runner.transcript(), new RegExp(`link del dev ${veth}`));
+      assert.match(runner.transcript(), new RegExp(`link del dev (${veth}|eth0)`));
       assert.equal(store.list("endpoint").length, 0);
       assert.deepEqual(store.list("sandbox")[0].endpoints, []);
       armed = false;
@@ -285,6 +285,25 @@ Deno.test("Controller.connect() rolls back every step when the kernel fails half
     assert.equal(store.list("sandbox").length, 0);
     assert.equal(fs.files.size, 0);
   });
+});
+
+Deno.test("Controller.createNetwork() refuses an existing bridge of a generated name and leaves it alone", async () => {
+  const { ctl, runner, store } = fakeController();
+  // The kernel's answer when the first line of an `ip -batch` meets an existing link.
+  const real = runner.run.bind(runner);
+  runner.run = (cmd) => {
+    if (!/type bridge/.test(cmd.stdin ?? "")) return real(cmd);
+    runner.calls.push({ argv: cmd.argv, stdin: cmd.stdin });
+    const stderr = "RTNETLINK answers: File exists\nCommand failed -:1\n";
+    return Promise.reject(new KernelCommandError(cmd.argv, 2, stderr));
+  };
+  await rejects(
+    ctl.createNetwork({ name: "web", subnet: "10.1.0.0/24" }),
+    "forbidden",
+    /bridge br-[0-9a-f]{12} already exists/,
+  );
+  assert.doesNotMatch(runner.transcript(), /link del dev br-/, "somebody's bridge is not deleted");
+  assert.equal(store.list("network").length, 0);
 });
 
 Deno.test("Controller serializes 50 concurrent connects: 50 distinct addresses", async () => {

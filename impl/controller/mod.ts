@@ -3,3 +3,9 @@
  * @module
  */
 export * from "./controller.ts";
+export type {
+  DriverReconcileHook,
+  ReconcileItem,
+  ReconcileReport,
+  StoredEndpointRef,
+} from "./reconcile.ts";

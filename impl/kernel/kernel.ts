@@ -6,7 +6,7 @@
  */
 import { KernelCommandError } from "../model/errors.ts";
 import { type Op, type Plan, renderPlan } from "./plan.ts";
-import { type CommandRunner, createDaxRunner, type Logger, quietLogger } from "./runner.ts";
+import { type CommandRunner, createProcessRunner, type Logger, quietLogger } from "./runner.ts";
 import { UndoStack } from "./undo.ts";
 
 /** File operations, injectable so unit tests need no root. */
@@ -16,6 +16,8 @@ export interface FileSystem {
   /** Removes a file or directory tree; missing is fine. */
   remove(path: string): Promise<void>;
   readTextFile(path: string): Promise<string | undefined>;
+  /** Names of the entries of a directory; [] when it does not exist. */
+  readDir(path: string): Promise<string[]>;
 }
 
 /** The real file system. */
@@ -37,6 +39,15 @@ export const realFs: FileSystem = {
       throw e;
     }
   },
+  async readDir(p) {
+    const names: string[] = [];
+    try {
+      for await (const e of Deno.readDir(p)) names.push(e.name);
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    }
+    return names.sort();
+  },
 };
 
 /** An in-memory file system for unit tests. */
@@ -57,6 +68,13 @@ export class MemoryFs implements FileSystem {
   }
   readTextFile(p: string): Promise<string | undefined> {
     return Promise.resolve(this.files.get(p));
+  }
+  readDir(p: string): Promise<string[]> {
+    const names = new Set<string>();
+    for (const k of this.files.keys()) {
+      if (k.startsWith(p + "/")) names.add(k.slice(p.length + 1).split("/")[0]);
+    }
+    return Promise.resolve([...names].sort());
   }
 }
 
@@ -81,6 +99,20 @@ export interface LinkInfo {
   operstate?: string;
   flags?: string[];
   linkinfo?: { info_kind?: string };
+  /** Addresses, when read with `ip -j addr` ({@linkcode Kernel.addrs}). */
+  addr_info?: { family: string; local: string; prefixlen: number }[];
+}
+
+/** A route as `ip -j route` reports it (the fields we use). */
+export interface RouteInfo {
+  dst: string;
+  gateway?: string;
+  dev?: string;
+}
+
+/** True when an `ip -batch` failed on its first line, so it changed nothing. */
+function failedOnFirstLine(err: unknown): boolean {
+  return err instanceof KernelCommandError && /^Command failed -:1$/m.test(err.stderr);
 }
 
 /** Runs plans and reads kernel state. */
@@ -93,7 +125,7 @@ export class Kernel {
 
   constructor(options: KernelOptions = {}) {
     this.log = options.log ?? quietLogger;
-    this.runner = options.runner ?? createDaxRunner({ log: this.log });
+    this.runner = options.runner ?? createProcessRunner({ log: this.log });
     this.fs = options.fs ?? realFs;
     this.netnsDir = options.netnsDir ?? "/run/netns";
     this.etcNetnsDir = options.etcNetnsDir ?? "/etc/netns";
@@ -177,16 +209,25 @@ export class Kernel {
 
   /**
    * Applies a plan. Each op's compensation is pushed on `undo` once the op has started, so a
-   * failure halfway through an `ip -batch` is taken back too. Without an `undo` stack, a
-   * failed plan unwinds itself before the error is rethrown.
+   * failure halfway through an `ip -batch` is taken back too; an op that failed without
+   * changing anything (an `ip -batch` that failed on its first line, or a single command:
+   * `ip netns add`, an atomic `nft -f`) gets no compensation, so the undo never removes
+   * something that was there before (an existing namespace or link of the same name).
+   * Without an `undo` stack, a failed plan unwinds itself before the error is rethrown.
    */
   async apply(p: Plan, undo?: UndoStack): Promise<void> {
     const own = undo ?? new UndoStack(this.log);
     try {
       for (const op of p.ops) {
         const comp = this.#undoOf(op);
-        if (comp) own.push(`${op.kind} ${renderPlan({ ops: [op] }).split("\n")[0]}`, comp);
-        await this.#runOp(op);
+        const label = `${op.kind} ${renderPlan({ ops: [op] }).split("\n")[0]}`;
+        try {
+          await this.#runOp(op);
+        } catch (err) {
+          if (comp && op.kind === "ip" && !failedOnFirstLine(err)) own.push(label, comp);
+          throw err;
+        }
+        if (comp) own.push(label, comp);
       }
     } catch (err) {
       if (!undo) await own.unwind();
@@ -207,14 +248,42 @@ export class Kernel {
     return await this.ipJson<LinkInfo[]>(netns, "-d", "link", "show");
   }
 
-  /** Runs an ip batch in a namespace, continuing past errors (for idempotent deletes). */
-  async ipForce(netns: string | undefined, lines: string[]): Promise<void> {
-    if (lines.length === 0) return;
-    await this.runner.run({
+  /**
+   * Links of a namespace with their details (kind, master, flags) and addresses, in one
+   * `ip -j -d addr show`; [] when the namespace does not exist.
+   */
+  async addrs(netns: string | undefined): Promise<LinkInfo[]> {
+    if (netns && !(await this.netnsExists(netns))) return [];
+    return await this.ipJson<LinkInfo[]>(netns, "-d", "addr", "show");
+  }
+
+  /**
+   * Runs read-only `ip -j` commands in one `ip -j -batch -` (one process for several
+   * reads); returns one parsed answer per line.
+   */
+  async ipJsonBatch(netns: string | undefined, lines: string[]): Promise<unknown[]> {
+    if (lines.length === 0) return [];
+    const r = await this.runner.run({
+      argv: this.ipArgv(netns, "-j", "-batch", "-"),
+      stdin: lines.join("\n") + "\n",
+    });
+    const out = r.stdout.split("\n").filter((l) => l.trim()).map((l) => JSON.parse(l));
+    while (out.length < lines.length) out.push([]);
+    return out;
+  }
+
+  /**
+   * Runs an ip batch in a namespace, continuing past errors (for idempotent deletes).
+   * Resolves to true when every line succeeded.
+   */
+  async ipForce(netns: string | undefined, lines: string[]): Promise<boolean> {
+    if (lines.length === 0) return true;
+    const r = await this.runner.run({
       argv: this.ipArgv(netns, "-force", "-batch", "-"),
       stdin: lines.join("\n") + "\n",
       allowFail: true,
     });
+    return r.code === 0;
   }
 
   /** Runs an ip batch in a namespace, throwing on the first error. */
@@ -255,6 +324,11 @@ export class Kernel {
       if (!(e instanceof Deno.errors.NotFound)) throw e;
     }
     return names.sort();
+  }
+
+  /** Names of the per-namespace directories under /etc/netns. */
+  etcNetnsList(): Promise<string[]> {
+    return this.fs.readDir(this.etcNetnsDir);
   }
 
   /** True when a namespace of that name exists. */

@@ -2,6 +2,12 @@
  * The bridge driver (research/libnetwork.md §3.1): one Linux bridge per network in the host
  * namespace, a veth pair per endpoint, the gateway address on the bridge, and nftables rules
  * (isolation between networks, internal networks, masquerade) in a table the driver owns.
+ *
+ * Verbs and kernel work: `createEndpoint` only reserves the names (host-side veth) and the
+ * MAC; `join` does the kernel work in the host namespace (the pair is created with its
+ * sandbox end already in the sandbox under its name, see {@linkcode joinPlan}), and the
+ * controller addresses, brings up and routes that interface, as libnetwork's sandbox does;
+ * `leave` deletes the pair; `deleteEndpoint` removes whatever `leave` could not.
  * @module
  */
 import type {
@@ -10,20 +16,24 @@ import type {
   JoinResult,
   NetworkDriver,
 } from "../../driver_api/mod.ts";
-import type { Kernel } from "../../kernel/kernel.ts";
-import { ForbiddenError, NotFoundError } from "../../model/errors.ts";
-import { Prefix } from "../../model/ip.ts";
+import type { Kernel, LinkInfo } from "../../kernel/kernel.ts";
+import { plan } from "../../kernel/plan.ts";
+import { ForbiddenError, KernelCommandError, NotFoundError } from "../../model/errors.ts";
+import { formatIp, Prefix, tryParseIp } from "../../model/ip.ts";
 import { randomHex } from "../../model/names.ts";
 import { parseBridgeOptions } from "./options.ts";
 import {
   type BridgeNetwork,
-  createEndpointPlan,
   createNetworkPlan,
   deleteNetworkLines,
+  type ForwardingDone,
+  forwardingOps,
+  gatewayLine,
   joinPlan,
   macFor,
+  nftAddNetwork,
+  nftRemoveNetwork,
   nftScript,
-  type VethNames,
 } from "./plan.ts";
 
 /** Options of {@linkcode createBridgeDriver}. */
@@ -35,10 +45,60 @@ export interface BridgeDriverOptions {
   table: string;
 }
 
+/** A stored endpoint of one of the driver's networks, as reconcile gets it. */
+export interface BridgeStoredEndpoint {
+  networkId: string;
+  endpointId: string;
+  driverData: Record<string, string>;
+}
+
+/** What {@linkcode BridgeDriver.reconcile} found and did. */
+export interface BridgeReconcileResult {
+  /** Kernel objects of networks (or of the driver: no `networkId`) it had to re-create. */
+  repaired: { networkId?: string; what: string }[];
+  /** Endpoints whose host side is missing or wrong: the controller re-creates them. */
+  broken: { endpointId: string; reason: string }[];
+  /** Kernel objects it removed because no stored object owns them. */
+  removed: { kind: "link" | "driver"; name: string; reason: string }[];
+}
+
+/**
+ * The bridge driver: the NetworkDriver verbs plus the reconcile hook the controller calls
+ * after a restart (the controller's `DriverReconcileHook`).
+ */
+export interface BridgeDriver extends NetworkDriver {
+  /**
+   * Makes the kernel agree with the stored state after a restart: every network's bridge,
+   * gateway addresses and the nft table exist (re-created when not); reports stored
+   * endpoints whose host-side veth is missing or off its bridge; removes veths on our
+   * bridges that no stored endpoint names.
+   */
+  reconcile(endpoints: BridgeStoredEndpoint[]): Promise<BridgeReconcileResult>;
+}
+
+/** `ADDR/LEN` in canonical form (RFC 5952 for IPv6), so spellings compare equal. */
+function canonical(cidr: string): string {
+  const [addr, len] = cidr.split("/");
+  const ip = tryParseIp(addr);
+  return ip ? `${formatIp(ip.family, ip.value)}/${len}` : cidr;
+}
+
+/** Host-side veth names: `veth` and 7 hex digits (as Docker's). */
+const VETH_RE = /^veth[0-9a-f]{7}$/;
+
 /** Creates the bridge driver for one host. */
-export function createBridgeDriver(options: BridgeDriverOptions): NetworkDriver {
+export function createBridgeDriver(options: BridgeDriverOptions): BridgeDriver {
   const { kernel, hostNetns, table } = options;
   const networks = new Map<string, BridgeNetwork>();
+  /** Endpoints whose veth pair `leave` deleted: `deleteEndpoint` has nothing left to do. */
+  const left = new Set<string>();
+  /** Forwarding sysctls set in the host namespace by this driver (once per host). */
+  const forwarding: ForwardingDone = {};
+  /** Repairs made by `restoreNetwork`, reported (then forgotten) by `reconcile`. */
+  let repairs: { networkId?: string; what: string }[] = [];
+  let tableChecked = false;
+  /** The nft table holds exactly `networks` (written whole by this driver since). */
+  let tableInSync = false;
 
   function describe(req: CreateNetworkRequest, preexisting: boolean): BridgeNetwork {
     return {
@@ -58,8 +118,40 @@ export function createBridgeDriver(options: BridgeDriverOptions): NetworkDriver 
     return n;
   }
 
+  function markForwarding(net: BridgeNetwork): void {
+    forwarding.v4 = true;
+    if (net.ipv6.length > 0) forwarding.v6 = true;
+  }
+
+  /** Rewrites the whole table from `networks` (or deletes it when there is none). */
   async function syncFirewall(): Promise<void> {
+    tableInSync = false;
     await kernel.nft(hostNetns, nftScript(table, [...networks.values()]));
+    tableInSync = networks.size > 0;
+  }
+
+  /**
+   * Applies one network's change as a small transaction when the table is known to be in
+   * sync, else (or when that fails: the table was changed under us) rewrites it whole.
+   */
+  async function updateFirewall(script: string): Promise<void> {
+    if (tableInSync && networks.size > 0) {
+      try {
+        await kernel.nft(hostNetns, script);
+        return;
+      } catch (err) {
+        kernel.log(
+          `bridge: incremental nft change failed, rewriting table inet ${table}: ${
+            err instanceof Error ? err.message : err
+          }`,
+        );
+      }
+    }
+    await syncFirewall();
+  }
+
+  async function tableExists(): Promise<boolean> {
+    return (await kernel.nftTables(hostNetns)).includes(`inet ${table}`);
   }
 
   async function bridgeExists(name: string): Promise<boolean> {
@@ -70,28 +162,67 @@ export function createBridgeDriver(options: BridgeDriverOptions): NetworkDriver 
     return r.code === 0;
   }
 
-  async function create(req: CreateNetworkRequest, restoring: boolean): Promise<void> {
+  async function create(req: CreateNetworkRequest): Promise<void> {
     const probe = describe(req, false);
-    const exists = await bridgeExists(probe.config.bridgeName);
-    if (exists && !probe.config.userBridgeName && !restoring) {
-      throw new ForbiddenError(`bridge ${probe.config.bridgeName} already exists`);
+    const br = probe.config.bridgeName;
+    // A user-named bridge that exists is used as is (and left in place). A generated name
+    // (br-<id[:12]>) is not looked up first: `link add` refuses an existing one, and a batch
+    // that failed on its first line is not undone, so nothing of anybody's is touched.
+    const net = probe.config.userBridgeName && await bridgeExists(br) ? describe(req, true) : probe;
+    try {
+      await kernel.apply(createNetworkPlan(net, hostNetns, forwarding));
+    } catch (err) {
+      if (
+        !net.preexisting && err instanceof KernelCommandError &&
+        /File exists/.test(err.stderr) && /^Command failed -:1$/m.test(err.stderr)
+      ) {
+        throw new ForbiddenError(`bridge ${br} already exists`);
+      }
+      throw err;
     }
-    // A restored network keeps its bridge; a user-named bridge that existed stays theirs.
-    const net = describe(req, probe.config.userBridgeName && exists && !restoring);
-    if (restoring && exists) {
-      networks.set(net.id, net);
-      await syncFirewall();
-      return;
-    }
-    await kernel.apply(createNetworkPlan(net, hostNetns));
+    markForwarding(net);
     networks.set(net.id, net);
     try {
-      await syncFirewall();
+      await updateFirewall(nftAddNetwork(table, net));
     } catch (err) {
       networks.delete(net.id);
       await kernel.ipForce(hostNetns, deleteNetworkLines(net));
       throw err;
     }
+  }
+
+  /**
+   * Makes sure a known network's kernel objects exist: the bridge (re-created with its
+   * addresses when missing), its gateway addresses, up, and forwarding on. `links` is a
+   * snapshot of the host's links. Returns what it had to do.
+   */
+  async function ensureNetwork(net: BridgeNetwork, links: LinkInfo[]): Promise<string[]> {
+    const br = net.config.bridgeName;
+    const link = links.find((l) => l.ifname === br);
+    if (!link) {
+      await kernel.apply(createNetworkPlan({ ...net, preexisting: false }, hostNetns, forwarding));
+      markForwarding(net);
+      return [`bridge ${br} was missing: re-created`];
+    }
+    const done: string[] = [];
+    const lines: string[] = [];
+    const have = new Set((link.addr_info ?? []).map((a) => canonical(`${a.local}/${a.prefixlen}`)));
+    for (const a of [...net.ipv4, ...net.ipv6]) {
+      if (!a.gateway || have.has(canonical(a.gateway))) continue;
+      lines.push(gatewayLine(a.gateway, br));
+      done.push(`gateway ${a.gateway} was missing on ${br}: re-added`);
+    }
+    if (!link.flags?.includes("UP")) {
+      lines.push(`link set dev ${br} up`);
+      done.push(`bridge ${br} was down: brought up`);
+    }
+    await kernel.ip(hostNetns, lines);
+    const sysctls = forwardingOps(net, hostNetns, forwarding);
+    if (sysctls.length > 0) {
+      await kernel.apply(plan(...sysctls));
+      markForwarding(net);
+    }
+    return done;
   }
 
   return {
@@ -119,34 +250,123 @@ export function createBridgeDriver(options: BridgeDriverOptions): NetworkDriver 
       }
     },
 
-    createNetwork: (req) => create(req, false),
-    restoreNetwork: (req) => create(req, true),
+    createNetwork: (req) => create(req),
+
+    async restoreNetwork(req) {
+      // A restored network keeps its bridge; a missing one is re-created.
+      const net = describe(req, false);
+      networks.set(net.id, net);
+      tableInSync = false;
+      const done = await ensureNetwork(net, await kernel.addrs(hostNetns));
+      repairs.push(...done.map((what) => ({ networkId: net.id, what })));
+      // The table is rewritten whole by reconcile, once every network is known; a table
+      // that is gone (a flushed ruleset) is put back at once, so isolation holds meanwhile.
+      if (!tableChecked) {
+        tableChecked = true;
+        if (!(await tableExists())) {
+          await syncFirewall();
+          repairs.push({ what: `nft table inet ${table} was missing: re-created` });
+        }
+      }
+    },
+
+    async reconcile(endpoints) {
+      const result: BridgeReconcileResult = { repaired: repairs, broken: [], removed: [] };
+      repairs = [];
+      const links = await kernel.addrs(hostNetns);
+      for (const net of networks.values()) {
+        for (const what of await ensureNetwork(net, links)) {
+          result.repaired.push({ networkId: net.id, what });
+        }
+      }
+      const hadTable = await tableExists();
+      await syncFirewall();
+      if (!hadTable && networks.size > 0) {
+        result.repaired.push({ what: `nft table inet ${table} was missing: re-created` });
+      }
+      if (hadTable && networks.size === 0) {
+        result.removed.push({
+          kind: "driver",
+          name: `nft table inet ${table}`,
+          reason: "no bridge network is stored",
+        });
+      }
+      const byName = new Map(links.map((l) => [l.ifname, l]));
+      const named = new Set<string>();
+      for (const ep of endpoints) {
+        const net = networks.get(ep.networkId);
+        if (!net) continue;
+        const hostIf = ep.driverData.hostIf;
+        const br = net.config.bridgeName;
+        if (!hostIf) {
+          result.broken.push({ endpointId: ep.endpointId, reason: "no host-side veth recorded" });
+          continue;
+        }
+        named.add(hostIf);
+        const link = byName.get(hostIf);
+        const reason = !link
+          ? `host-side veth ${hostIf} is missing`
+          : link.master !== br
+          ? `host-side veth ${hostIf} is not on bridge ${br}`
+          : !link.flags?.includes("UP")
+          ? `host-side veth ${hostIf} is down`
+          : undefined;
+        if (reason) result.broken.push({ endpointId: ep.endpointId, reason });
+      }
+      // Veths on the bridges this driver made for stored networks that no endpoint names
+      // (a crash between the kernel work and the store's commit). Ports of a bridge the
+      // user named are theirs to keep.
+      const ours = new Set(
+        [...networks.values()].filter((n) => !n.config.userBridgeName).map((n) =>
+          n.config.bridgeName
+        ),
+      );
+      const orphans = links.filter((l) =>
+        l.master && ours.has(l.master) && l.linkinfo?.info_kind === "veth" &&
+        VETH_RE.test(l.ifname) && !named.has(l.ifname)
+      );
+      for (const l of orphans) {
+        await kernel.ipForce(hostNetns, [`link del dev ${l.ifname}`]);
+        result.removed.push({
+          kind: "link",
+          name: l.ifname,
+          reason: `veth on bridge ${l.master} that no endpoint names`,
+        });
+      }
+      return result;
+    },
 
     async deleteNetwork(networkId) {
       const net = networks.get(networkId);
       if (!net) return;
       networks.delete(networkId);
-      await syncFirewall();
+      await updateFirewall(nftRemoveNetwork(table, net));
       await kernel.ipForce(hostNetns, deleteNetworkLines(net));
     },
 
-    async createEndpoint(networkId, _endpointId, iface) {
-      const net = get(networkId);
-      const veth: VethNames = { hostIf: `veth${randomHex(7)}`, peerIf: `veth${randomHex(7)}` };
+    createEndpoint(networkId, _endpointId, iface) {
+      // Names and MAC only: the pair is made by join, straight into the sandbox.
+      get(networkId);
       const mac = iface.mac ?? macFor(iface.address);
-      await kernel.apply(createEndpointPlan(net, veth, mac, hostNetns));
-      return { mac, driverData: { ...veth } };
+      return Promise.resolve({ mac, driverData: { hostIf: `veth${randomHex(7)}` } });
     },
 
-    async deleteEndpoint(_networkId, _endpointId, driverData) {
+    async deleteEndpoint(_networkId, endpointId, driverData) {
+      if (left.delete(endpointId)) return;
       if (driverData.hostIf) await kernel.ipForce(hostNetns, [`link del dev ${driverData.hostIf}`]);
     },
 
     async join(req: JoinRequest): Promise<JoinResult> {
       const net = get(req.networkId);
-      const veth = { hostIf: req.driverData.hostIf, peerIf: req.driverData.peerIf };
-      const addresses = [req.iface.address, req.iface.addressV6].filter((a): a is string => !!a);
-      await kernel.apply(joinPlan(veth, req.sandbox.netnsName, req.ifname, addresses, hostNetns));
+      left.delete(req.endpointId);
+      await kernel.apply(
+        joinPlan(net, {
+          hostIf: req.driverData.hostIf,
+          sandboxNetns: req.sandbox.netnsName,
+          ifname: req.ifname,
+          mac: req.iface.mac,
+        }, hostNetns),
+      );
       // Internal networks offer no gateway: no default route (§3.1, "Network is unreachable").
       if (net.internal) return {};
       return {
@@ -156,8 +376,10 @@ export function createBridgeDriver(options: BridgeDriverOptions): NetworkDriver 
     },
 
     async leave(req: JoinRequest) {
-      // Deleting the sandbox end destroys the pair; deleteEndpoint then finds nothing to do.
-      await kernel.ipForce(req.sandbox.netnsName, [`link del dev ${req.ifname}`]);
+      // Deleting the sandbox end destroys the pair; deleteEndpoint then has nothing to do.
+      if (await kernel.ipForce(req.sandbox.netnsName, [`link del dev ${req.ifname}`])) {
+        left.add(req.endpointId);
+      }
     },
 
     programExternalConnectivity: () => Promise.resolve(),

@@ -3,10 +3,11 @@ import { renderPlan } from "../../kernel/plan.ts";
 import { parseBridgeOptions } from "./options.ts";
 import {
   type BridgeNetwork,
-  createEndpointPlan,
   createNetworkPlan,
   joinPlan,
   macFor,
+  nftAddNetwork,
+  nftRemoveNetwork,
   nftScript,
 } from "./plan.ts";
 
@@ -45,30 +46,31 @@ Deno.test("createNetworkPlan() on a user's existing bridge only adds and removes
   await golden("create_network_preexisting", renderPlan(createNetworkPlan(n, "host1")));
 });
 
-Deno.test("createEndpointPlan() isolates the port when enable_icc=false", async () => {
-  const veth = { hostIf: "veth1111111", peerIf: "veth2222222" };
-  const icc = renderPlan(createEndpointPlan(net(ID_A, {}), veth, "02:42:0a:01:00:02", "host1"));
-  const noIcc = renderPlan(
-    createEndpointPlan(
-      net(ID_A, { "com.docker.network.bridge.enable_icc": "false" }),
-      veth,
-      "02:42:0a:01:00:02",
-      "host1",
-    ),
-  );
-  assert.ok(!icc.includes("isolated on"));
-  await golden("create_endpoint_no_icc", noIcc);
+Deno.test("createNetworkPlan() skips the forwarding sysctls already set on the host", () => {
+  const n = net(ID_A, {}, { ipv6: [{ pool: "fd00:1::/64", gateway: "fd00:1::1/64" }] });
+  const text = renderPlan(createNetworkPlan(n, "host1", { v4: true, v6: true }));
+  assert.ok(!text.includes("sysctl"), text);
+  assert.match(renderPlan(createNetworkPlan(n, "host1", { v4: true })), /ipv6.*forwarding=1/);
 });
 
-Deno.test("joinPlan() moves the peer in under its name and addresses it", async () => {
-  const p = joinPlan(
-    { hostIf: "veth1111111", peerIf: "veth2222222" },
-    "cnmt-x-sb1",
-    "eth1",
-    ["10.1.0.2/24", "fd00:1::2/64"],
-    "host1",
+const JOIN = {
+  hostIf: "veth1111111",
+  sandboxNetns: "cnmt-x-sb1",
+  ifname: "eth1",
+  mac: "02:42:0a:01:00:02",
+};
+
+Deno.test("joinPlan() creates the pair straight into the sandbox, in one host-side batch", async () => {
+  await golden("join", renderPlan(joinPlan(net(ID_A, {}), JOIN, "host1")));
+});
+
+Deno.test("joinPlan() isolates the bridge port when enable_icc=false", async () => {
+  const icc = renderPlan(joinPlan(net(ID_A, {}), JOIN, "host1"));
+  const noIcc = renderPlan(
+    joinPlan(net(ID_A, { "com.docker.network.bridge.enable_icc": "false" }), JOIN, "host1"),
   );
-  await golden("join", renderPlan(p));
+  assert.ok(!icc.includes("isolated on"));
+  await golden("join_no_icc", noIcc);
 });
 
 Deno.test("nftScript() isolates networks, closes internal ones and masquerades the rest", async () => {
@@ -83,6 +85,22 @@ Deno.test("nftScript() isolates networks, closes internal ones and masquerades t
     }),
   ];
   await golden("nft_three_networks", nftScript("cnmt_x_bridge", nets));
+});
+
+Deno.test("nftAddNetwork() and nftRemoveNetwork() change one network and delete nothing else", async () => {
+  const internal = net("cccccccccccc" + "0".repeat(52), {}, {
+    internal: true,
+    ipv4: [{ pool: "10.3.0.0/24", gateway: "10.3.0.1/24" }],
+  });
+  const masq = net(ID_A, {});
+  const add = nftAddNetwork("cnmt_x_bridge", masq) + "\n" +
+    nftAddNetwork("cnmt_x_bridge", internal);
+  assert.ok(!/^(delete|flush)/m.test(add), "adding deletes nothing");
+  await golden("nft_add_network", add);
+  await golden(
+    "nft_remove_network",
+    nftRemoveNetwork("cnmt_x_bridge", masq) + "\n" + nftRemoveNetwork("cnmt_x_bridge", internal),
+  );
 });
 
 Deno.test("nftScript() with no networks only deletes the table", () => {
