@@ -18,11 +18,20 @@ import { createNullDriver } from "./impl/drivers/null/mod.ts";
 import { createDefaultIpam, type PredefinedPool } from "./impl/ipam/mod.ts";
 import { type CommandRunner, Kernel, type Logger } from "./impl/kernel/mod.ts";
 import { openStore, type Store } from "./impl/store/mod.ts";
+import { createMacvlanDriver } from "./impl/drivers/macvlan/mod.ts";
+import { DnsService } from "./impl/dns/mod.ts";
 
 export * from "./impl/model/mod.ts";
 export * from "./impl/controller/mod.ts";
 export type * from "./impl/driver_api/mod.ts";
-export { createBridgeDriver, createDefaultIpam, createHostDriver, createNullDriver };
+export {
+  createBridgeDriver,
+  createDefaultIpam,
+  createHostDriver,
+  createMacvlanDriver,
+  createNullDriver,
+  DnsService,
+};
 export { Kernel, openStore };
 
 /** Name of the nft table a component owns for a prefix (nft names: letters, digits, `_`). */
@@ -42,6 +51,7 @@ export function createDefaultDrivers(
       hostNetns: options.hostNetns,
       table: nftTableName(options.prefix, "bridge"),
     }),
+    createMacvlanDriver({ kernel: options.kernel, hostNetns: options.hostNetns }),
   ];
 }
 
@@ -53,8 +63,16 @@ export interface OpenControllerOptions {
   prefix?: string;
   /** State directory (holds state.db); ":memory:" keeps state in memory only. */
   stateDir: string;
-  /** DNS servers for sandboxes' resolv.conf. */
+  /**
+   * Upstream DNS servers: forwarded to by the embedded resolver (from the host namespace),
+   * or written to sandboxes' resolv.conf when the embedded resolver is off.
+   */
   dns?: string[];
+  /**
+   * Run Docker's embedded resolver at 127.0.0.11 in every sandbox (the daemon does; the
+   * library default is off, so a program embedding the controller opts in).
+   */
+  embeddedDns?: boolean;
   /** Predefined local pools (`--default-pool`). */
   defaultPools?: PredefinedPool[];
   log?: Logger;
@@ -78,6 +96,13 @@ export async function openController(options: OpenControllerOptions): Promise<Co
   }
   const drivers = options.drivers?.(kernel) ??
     createDefaultDrivers({ kernel, hostNetns: options.hostNetns, prefix });
+  const resolver = options.embeddedDns
+    ? new DnsService({
+      upstreams: options.dns ?? [],
+      hostNetnsPath: options.hostNetns ? kernel.netnsPath(options.hostNetns) : undefined,
+      log: options.log,
+    })
+    : undefined;
   try {
     return await createController({
       kernel,
@@ -88,9 +113,14 @@ export async function openController(options: OpenControllerOptions): Promise<Co
       prefix,
       dns: options.dns,
       log: options.log,
-      onClose: () => store.close(),
+      resolver,
+      onClose: async () => {
+        await resolver?.close();
+        store.close();
+      },
     });
   } catch (err) {
+    await resolver?.close();
     store.close();
     throw err;
   }

@@ -52,6 +52,11 @@ export class ReferenceAdapter implements Implementation {
         "static-ip",
         "ip-range",
         "restart",
+        "aliases",
+        "dns",
+        "dns.upstream",
+        "macvlan",
+        "macvlan.no-parent",
       ]),
     );
   }
@@ -194,7 +199,7 @@ export class ReferenceAdapter implements Implementation {
       hostname: spec.hostname,
     });
     this.#where.set(`sb:${spec.name}`, d.host.name);
-    return { name: rec.name, netnsPath: rec.netnsPath };
+    return { name: rec.name, netnsPath: rec.netnsPath, resolver: "127.0.0.11" };
   }
 
   async removeSandbox(name: string): Promise<void> {

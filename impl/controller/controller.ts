@@ -28,6 +28,7 @@ import { formatIp, parseIp, Prefix, tryParseIp } from "../model/ip.ts";
 import { newId, validateName } from "../model/names.ts";
 import type { EndpointRecord, IpamConfig, NetworkRecord, SandboxRecord } from "../model/objects.ts";
 import type { Store } from "../store/store.ts";
+import type { DnsEndpoint } from "../dns/records.ts";
 import { hostsFile, resolvConf } from "./files.ts";
 import { Mutex } from "./lock.ts";
 import {
@@ -97,8 +98,25 @@ export interface ControllerOptions {
   dns?: string[];
   log?: Logger;
   /** Called once by `close()` (e.g. to close the store). */
-  onClose?: () => void;
+  onClose?: () => void | Promise<void>;
+  /**
+   * The embedded resolver (impl/dns `DnsService`): when given, every sandbox's resolv.conf
+   * points at 127.0.0.11 with `options ndots:0` (Docker's, for user-defined networks) and the
+   * resolver follows sandboxes and endpoints.
+   */
+  resolver?: SandboxResolver;
 }
+
+/** What the controller tells the embedded resolver (research/libnetwork.md §4.1-4.2). */
+export interface SandboxResolver {
+  addSandbox(sandboxId: string, netnsPath: string): Promise<void>;
+  removeSandbox(sandboxId: string): Promise<void>;
+  upsertEndpoint(ep: DnsEndpoint): void;
+  removeEndpoint(sandboxId: string, networkId: string): void;
+}
+
+/** Docker's resolv.conf for sandboxes served by the embedded resolver. */
+export const EMBEDDED_RESOLV_CONF = "nameserver 127.0.0.11\noptions ndots:0\n";
 
 const IFACE_PREFIX_OPTION = "com.docker.network.container_iface_prefix";
 const HOSTNAME_RE =
@@ -115,7 +133,8 @@ export class Controller {
   readonly #dns: string[];
   readonly #log: Logger;
   readonly #lock = new Mutex();
-  readonly #onClose?: () => void;
+  readonly #onClose?: () => void | Promise<void>;
+  readonly #resolver?: SandboxResolver;
   #closed = false;
   #lastReconcile?: ReconcileReport;
   /** What restore() could not do, reported by the next reconcile(). */
@@ -131,6 +150,7 @@ export class Controller {
     this.#dns = options.dns ?? [];
     this.#log = options.log ?? quietLogger;
     this.#onClose = options.onClose;
+    this.#resolver = options.resolver;
   }
 
   /** The host namespace this controller serves (undefined = root). */
@@ -430,12 +450,16 @@ export class Controller {
           {
             kind: "write",
             path: `${etc}/resolv.conf`,
-            content: resolvConf(this.#dns, hostResolv),
+            content: this.#resolvConf(hostResolv),
           },
           { kind: "write", path: `${etc}/hostname`, content: hostname + "\n" },
         ),
         undo,
       );
+      if (this.#resolver) {
+        await this.#resolver.addSandbox(id, record.netnsPath);
+        undo.push(`resolver ${id}`, () => this.#resolver!.removeSandbox(id));
+      }
       this.#store.transaction((tx) => tx.put("sandbox", record));
       this.#log(`sandbox create ${record.name} netns=${netnsName}`);
       return record;
@@ -449,6 +473,8 @@ export class Controller {
       for (const ep of this.#endpointsOf(sb).reverse()) {
         sb = await this.#disconnect(sb, ep, false);
       }
+      // its sockets would keep the namespace alive
+      await this.#resolver?.removeSandbox(sb.id);
       await this.#kernel.deleteNetns(sb.netnsName);
       await this.#kernel.fs.remove(this.#kernel.etcNetnsPath(sb.netnsName));
       this.#store.transaction((tx) => tx.delete("sandbox", sb.id));
@@ -545,6 +571,7 @@ export class Controller {
           tx.put("endpoint", ep);
           tx.put("sandbox", updated);
         });
+        this.#publish(ep, updated, net);
         this.#log(`connect ${sb.name} -> ${net.name} ${ifname ?? "-"} ${ipv4 ?? ""}`);
         return ep;
       },
@@ -683,6 +710,8 @@ export class Controller {
       if (ep.ipv4) await this.#ipam.releaseAddress(net.ipv4[0].poolId, ep.ipv4.split("/")[0]);
       if (ep.ipv6) await this.#ipam.releaseAddress(net.ipv6[0].poolId, ep.ipv6.split("/")[0]);
     }
+    // no stale answer: the name goes before the interface does (§4.2)
+    this.#resolver?.removeEndpoint(sb.id, ep.networkId);
     if (reprogram) await this.#programSandbox(before, after, updated, nets);
     this.#store.transaction((tx) => {
       tx.delete("endpoint", ep.id);
@@ -995,7 +1024,7 @@ export class Controller {
     if ((await fs.readTextFile(resolvPath)) === undefined) {
       await fs.writeTextFile(
         resolvPath,
-        resolvConf(this.#dns, await fs.readTextFile("/etc/resolv.conf")),
+        this.#resolvConf(await fs.readTextFile("/etc/resolv.conf")),
       );
       note("recreated", { kind: "file", name: resolvPath, reason: "it was missing" });
     }
@@ -1092,10 +1121,64 @@ export class Controller {
 
   /** Stops taking requests (kernel objects and records stay, as with Docker's live restore). */
   close(): Promise<void> {
-    return this.#lock.run(() => {
-      if (!this.#closed) this.#onClose?.();
-      this.#closed = true;
-      return Promise.resolve();
+    return this.#lock.run(async () => {
+      if (!this.#closed) {
+        this.#closed = true;
+        await this.#onClose?.();
+      }
+    });
+  }
+
+  // ---------------------------------------------------------------- embedded DNS
+
+  #resolvConf(hostResolv: string | undefined): string {
+    return this.#resolver ? EMBEDDED_RESOLV_CONF : resolvConf(this.#dns, hostResolv);
+  }
+
+  /** Tells the resolver about an endpoint: its names on its network (§4.2). */
+  #publish(ep: EndpointRecord, sb: SandboxRecord, net: NetworkRecord): void {
+    if (!this.#resolver || !ep.ifname) return;
+    try {
+      this.#resolver.upsertEndpoint({
+        sandboxId: sb.id,
+        sandboxName: sb.name,
+        hostname: sb.hostname,
+        networkId: net.id,
+        networkName: net.name,
+        // no gateway: no way out (internal, or a macvlan network without a parent)
+        internal: net.internal || (!ep.gateway && !ep.gatewayV6),
+        aliases: ep.aliases,
+        ipv4: ep.ipv4?.split("/")[0],
+        ipv6: ep.ipv6?.split("/")[0],
+      });
+    } catch (err) {
+      this.#log(
+        `dns: endpoint ${sb.name} on ${net.name}: ${err instanceof Error ? err.message : err}`,
+      );
+    }
+  }
+
+  /**
+   * Puts every sandbox and endpoint in the store into the resolver (after a start: the
+   * resolver keeps nothing), in join order, which decides which network answers first.
+   */
+  syncResolver(): Promise<void> {
+    return this.#lock.run(async () => {
+      if (!this.#resolver) return;
+      const nets = new Map(this.#store.list("network").map((n) => [n.id, n]));
+      for (const sb of this.#store.list("sandbox")) {
+        if (!(await this.#kernel.netnsExists(sb.netnsName))) continue;
+        try {
+          await this.#resolver.addSandbox(sb.id, sb.netnsPath);
+        } catch (err) {
+          this.#log(`dns: sandbox ${sb.name}: ${err instanceof Error ? err.message : err}`);
+          continue;
+        }
+        for (const ep of this.#endpointsOf(sb)) {
+          const net = nets.get(ep.networkId);
+          if (net) this.#publish(ep, sb, net);
+        }
+      }
     });
   }
 
@@ -1192,5 +1275,6 @@ export async function createController(options: ControllerOptions): Promise<Cont
   const c = new Controller(options);
   await c.restore();
   await c.reconcile();
+  await c.syncResolver();
   return c;
 }

@@ -168,6 +168,7 @@ export async function startDaemon(
     prefix: config.prefix,
     stateDir: config.stateDir,
     dns: config.dns.length > 0 ? config.dns : undefined,
+    embeddedDns: true,
     defaultPools: config.defaultPools.length > 0 ? config.defaultPools : undefined,
     log,
   });

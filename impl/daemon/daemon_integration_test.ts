@@ -236,7 +236,12 @@ Deno.test({
           assert.match(hosts, /^10\.201\.0\.\d+\thost-a1$/m);
           assert.match(
             await cnmOk("exec", "a1", "cat", "/etc/resolv.conf"),
-            /^nameserver 192\.0\.2\.53$/m,
+            /^nameserver 127\.0\.0\.11\noptions ndots:0$/m,
+          );
+          // the embedded resolver answers inside the sandbox
+          assert.match(
+            await cnmOk("exec", "a1", "--", "dig", "+short", "+tries=1", "+time=2", "a2"),
+            /^10\.201\.0\.\d+$/m,
           );
           assert.equal((await cnm("exec", "a1", "--", "sh", "-c", "exit 3")).code, 3);
         },
