@@ -20,6 +20,7 @@ import { type CommandRunner, Kernel, type Logger } from "./impl/kernel/mod.ts";
 import { openStore, type Store } from "./impl/store/mod.ts";
 import { createMacvlanDriver } from "./impl/drivers/macvlan/mod.ts";
 import { DnsService } from "./impl/dns/mod.ts";
+import type { SandboxResolver } from "./impl/controller/mod.ts";
 
 export * from "./impl/model/mod.ts";
 export * from "./impl/controller/mod.ts";
@@ -73,6 +74,8 @@ export interface OpenControllerOptions {
    * library default is off, so a program embedding the controller opts in).
    */
   embeddedDns?: boolean;
+  /** Test hook only (impl/daemon/test_fault.ts): wraps the embedded resolver. */
+  wrapResolver?: (r: SandboxResolver) => SandboxResolver;
   /** Predefined local pools (`--default-pool`). */
   defaultPools?: PredefinedPool[];
   log?: Logger;
@@ -113,7 +116,7 @@ export async function openController(options: OpenControllerOptions): Promise<Co
       prefix,
       dns: options.dns,
       log: options.log,
-      resolver,
+      resolver: resolver && options.wrapResolver ? options.wrapResolver(resolver) : resolver,
       onClose: async () => {
         await resolver?.close();
         store.close();

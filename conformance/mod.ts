@@ -9,7 +9,7 @@
  * @module
  */
 import { randomHex } from "../impl/model/names.ts";
-import { withFault } from "./adapters/faults.ts";
+import { FAULTS, withFault } from "./adapters/faults.ts";
 import { residue, snapshot } from "./harness/audit.ts";
 import { createHost, type HarnessHost, removeByPrefix, stopHost } from "./harness/hosts.ts";
 import type { AdapterFactory, Capability, Implementation } from "./impl.ts";
@@ -205,7 +205,10 @@ export async function runConformance(opts: RunOptions): Promise<RunResult> {
     const hosts: HarnessHost[] = [];
     try {
       hosts.push(await createHost(prefix, "h1"));
-      impl = await factory({ options: opts.implOptions ?? {}, repoRoot: REPO_ROOT, log });
+      const fault = FAULTS.find((f) => f.name === opts.fault);
+      const options = { ...(opts.implOptions ?? {}) };
+      if (fault?.daemon && spec === "reference") options["daemon-fault"] = fault.name;
+      impl = await factory({ options, repoRoot: REPO_ROOT, log });
       if (opts.fault) {
         if (spec !== "reference") throw new Error("--fault works with the reference only");
         impl = withFault(impl, opts.fault);

@@ -22,6 +22,8 @@ export interface Fault {
   name: string;
   breaks: string;
   caughtBy: string[];
+  /** Injected inside the daemon (impl/daemon/test_fault.ts) rather than from outside. */
+  daemon?: boolean;
 }
 
 /** Every fault. */
@@ -45,6 +47,12 @@ export const FAULTS: Fault[] = [
     name: "icc-ignored",
     breaks: "drops com.docker.network.bridge.enable_icc from network options",
     caughtBy: ["iso.icc-disabled"],
+  },
+  {
+    name: "dns-all-networks",
+    breaks: "the embedded resolver answers names of every network, not only the sandbox's own",
+    caughtBy: ["dns.cross-network-invisible", "dns.scoped-alias"],
+    daemon: true,
   },
   {
     name: "internal-has-egress",

@@ -93,8 +93,11 @@ export class ReferenceAdapter implements Implementation {
       ...d.host.dnsUpstreams.flatMap((ip) => ["--dns", ip]),
     ];
     // the native binary (Deno.execPath), so signals reach the daemon itself
+    const fault = this.#opts.options["daemon-fault"];
     d.child = new Deno.Command(Deno.execPath(), {
       args,
+      // the daemon's one test hook (impl/daemon/test_fault.ts), for --fault only
+      env: fault ? { CNM_TEST_FAULT: fault } : undefined,
       stdin: "null",
       stdout: "piped",
       stderr: "piped",

@@ -14,6 +14,7 @@ import type { Logger } from "../kernel/runner.ts";
 import { CnmError } from "../model/errors.ts";
 import { type ApiHandler, createApiHandler, type DaemonInfo } from "./api.ts";
 import { type DaemonConfig, parseDaemonArgs, UsageError } from "./flags.ts";
+import { faultyResolver } from "./test_fault.ts";
 
 /** cnm's version, as deno.json states it. */
 export const VERSION: string = denoJson.version;
@@ -169,6 +170,7 @@ export async function startDaemon(
     stateDir: config.stateDir,
     dns: config.dns.length > 0 ? config.dns : undefined,
     embeddedDns: true,
+    wrapResolver: faultyResolver(Deno.env.get("CNM_TEST_FAULT")),
     defaultPools: config.defaultPools.length > 0 ? config.defaultPools : undefined,
     log,
   });
