@@ -4,6 +4,7 @@
  * @module
  */
 import { randomHex } from "../impl/model/names.ts";
+import { exec } from "../conformance/harness/exec.ts";
 
 /** True when running as root (integration tests need it). */
 export const isRoot = Deno.uid() === 0;
@@ -17,26 +18,11 @@ export function testPrefix(): string {
 }
 
 /** Runs a command; returns code and output (never throws on exit code). */
-export async function sh(
+export function sh(
   argv: string[],
   opts: { stdin?: string; timeoutMs?: number } = {},
 ): Promise<{ code: number; stdout: string; stderr: string }> {
-  const cmd = new Deno.Command(argv[0], {
-    args: argv.slice(1),
-    stdin: opts.stdin === undefined ? "null" : "piped",
-    stdout: "piped",
-    stderr: "piped",
-    signal: AbortSignal.timeout(opts.timeoutMs ?? 15_000),
-  });
-  const child = cmd.spawn();
-  if (opts.stdin !== undefined) {
-    const w = child.stdin.getWriter();
-    await w.write(new TextEncoder().encode(opts.stdin));
-    await w.close();
-  }
-  const out = await child.output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+  return exec(argv, { stdin: opts.stdin, timeoutMs: opts.timeoutMs ?? 15_000 });
 }
 
 /** Runs a command and throws with its stderr when it fails. */
@@ -83,48 +69,39 @@ export async function ping(netns: string, ip: string, timeoutS = 1): Promise<boo
 }
 
 /**
- * A TCP connection from `fromNs` to `ip:port`, where a one-shot listener in `toNs` answers
- * with `hello`; true when the reply arrives.
+ * One TCP connection or UDP datagram from `fromNs` to `ip:port`, answered with `hello` by a
+ * one-shot socat responder in `toNs`; true when the reply arrives.
  */
-export async function tcpReach(
+async function reach(
+  proto: "tcp" | "udp",
   fromNs: string,
   toNs: string,
   ip: string,
   port: number,
-  timeoutS = 1,
+  timeoutS: number,
 ): Promise<boolean> {
+  const listen = proto === "tcp"
+    ? `TCP-LISTEN:${port},reuseaddr`
+    : `UDP-RECVFROM:${port},reuseaddr`;
   const server = new Deno.Command("ip", {
-    args: [
-      "netns",
-      "exec",
-      toNs,
-      "socat",
-      "-T",
-      "3",
-      `TCP-LISTEN:${port},reuseaddr`,
-      "SYSTEM:echo hello",
-    ],
+    args: ["netns", "exec", toNs, "socat", "-T", "3", listen, "SYSTEM:echo hello"],
     stdout: "null",
     stderr: "null",
   }).spawn();
   try {
     // poll until the listener is up (bounded), never a bare sleep
+    const ssFlags = proto === "tcp" ? "-Hltn" : "-Hlun";
     for (let i = 0; i < 50; i++) {
-      const ss = await sh(["ip", "netns", "exec", toNs, "ss", "-Hltn", `sport = :${port}`]);
+      const ss = await sh(["ip", "netns", "exec", toNs, "ss", ssFlags, `sport = :${port}`]);
       if (ss.stdout.trim()) break;
       await new Promise((r) => setTimeout(r, 20));
     }
-    const r = await sh([
-      "ip",
-      "netns",
-      "exec",
-      fromNs,
-      "socat",
-      "-T",
-      String(timeoutS),
-      `TCP:${ip}:${port},connect-timeout=${timeoutS}`,
-      "-",
-    ], { stdin: "" });
+    const client = proto === "tcp"
+      ? ["-T", String(timeoutS), `TCP:${ip}:${port},connect-timeout=${timeoutS}`, "-"]
+      : ["-T", String(timeoutS), "-", `UDP:${ip}:${port}`];
+    const r = await sh(["ip", "netns", "exec", fromNs, "socat", ...client], {
+      stdin: proto === "tcp" ? "" : "ping\n",
+    });
     return r.stdout.includes("hello");
   } finally {
     try {
@@ -134,52 +111,26 @@ export async function tcpReach(
   }
 }
 
-/** One UDP datagram from `fromNs` to `ip:port`, answered by a one-shot responder in `toNs`. */
-export async function udpReach(
+/** A TCP connection from `fromNs` to `ip:port` (a responder in `toNs`); true when answered. */
+export function tcpReach(
   fromNs: string,
   toNs: string,
   ip: string,
   port: number,
   timeoutS = 1,
 ): Promise<boolean> {
-  const server = new Deno.Command("ip", {
-    args: [
-      "netns",
-      "exec",
-      toNs,
-      "socat",
-      "-T",
-      "3",
-      `UDP-RECVFROM:${port},reuseaddr`,
-      "SYSTEM:echo hello",
-    ],
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
-  try {
-    for (let i = 0; i < 50; i++) {
-      const ss = await sh(["ip", "netns", "exec", toNs, "ss", "-Hlun", `sport = :${port}`]);
-      if (ss.stdout.trim()) break;
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    const r = await sh([
-      "ip",
-      "netns",
-      "exec",
-      fromNs,
-      "socat",
-      "-T",
-      String(timeoutS),
-      "-",
-      `UDP:${ip}:${port}`,
-    ], { stdin: "ping\n" });
-    return r.stdout.includes("hello");
-  } finally {
-    try {
-      server.kill("SIGKILL");
-    } catch { /* exited */ }
-    await server.status;
-  }
+  return reach("tcp", fromNs, toNs, ip, port, timeoutS);
+}
+
+/** One UDP datagram from `fromNs` to `ip:port` (a responder in `toNs`); true when answered. */
+export function udpReach(
+  fromNs: string,
+  toNs: string,
+  ip: string,
+  port: number,
+  timeoutS = 1,
+): Promise<boolean> {
+  return reach("udp", fromNs, toNs, ip, port, timeoutS);
 }
 
 /** What of ours is in a host namespace: links other than lo, and nft tables. */
