@@ -62,10 +62,71 @@ const path = (n: string) => `/run/netns/${ns(n)}`;
 const dns = new DnsService({ upstreams: [] });
 const tmp = await Deno.makeTempDir({ prefix: `${prefix}-` });
 
+/** Runs dnsperf inside a namespace against 127.0.0.11 and reads its figures. */
+async function dnsperf(nsPath: string, queryFile: string) {
+  const perf = await run([
+    "nsenter",
+    `--net=${nsPath}`,
+    "dnsperf",
+    "-s",
+    "127.0.0.11",
+    "-c",
+    "4",
+    "-l",
+    String(SECONDS),
+    "-d",
+    queryFile,
+  ]);
+  const grab = (re: RegExp) => re.exec(perf.stdout)?.[1];
+  const qps = Number(grab(/Queries per second:\s+([\d.]+)/));
+  const lost = grab(/Queries lost:\s+(\d+ \([\d.]+%\))/);
+  const completed = grab(/Queries completed:\s+(\d+ \([\d.]+%\))/);
+  const latency = Number(grab(/Average Latency \(s\):\s+([\d.]+)/));
+  if (!qps) {
+    console.log(perf.stdout + perf.stderr);
+    throw new Error(`dnsperf failed (exit ${perf.code})`);
+  }
+  return { qps, lost, completed, latency };
+}
+
+/**
+ * The same dnsperf run against Docker 20.10's embedded DNS: a private dockerd in a throwaway
+ * host namespace (the conformance suite's Docker adapter), ENDPOINTS containers on one
+ * network, dnsperf inside one of them. Undefined when no dockerd is installed.
+ */
+async function dockerFigures(queryFile: string) {
+  const have = await run(["sh", "-c", "command -v dockerd"]);
+  if (have.code !== 0) return undefined;
+  const { default: createDockerAdapter } = await import("../conformance/adapters/docker.ts");
+  const { createHost, removeByPrefix, stopHost } = await import("../conformance/harness/hosts.ts");
+  const dprefix = `${prefix}d`;
+  const host = await createHost(dprefix, "h1");
+  const docker = createDockerAdapter({
+    options: {},
+    repoRoot: new URL("..", import.meta.url).pathname,
+    log: () => {},
+  });
+  try {
+    await docker.addHost(host);
+    await docker.createNetwork({ name: "benchnet", driver: "bridge", subnet: "10.78.0.0/16" });
+    let first = "";
+    for (let i = 0; i < ENDPOINTS; i++) {
+      const sb = await docker.createSandbox({ name: `c${i}`, hostname: `h${i}` });
+      await docker.connect(`c${i}`, "benchnet", i % 5 === 0 ? { aliases: ["web"] } : {});
+      if (i === 0) first = sb.netnsPath;
+    }
+    return await dnsperf(first, queryFile);
+  } finally {
+    await docker[Symbol.asyncDispose]();
+    await stopHost(host);
+    await removeByPrefix(dprefix);
+  }
+}
+
 try {
   if (Deno.uid() !== 0) throw new Error("the DNS benchmark needs root (network namespaces)");
-  const dnsperf = await run(["sh", "-c", "command -v dnsperf"]);
-  if (dnsperf.code !== 0) throw new Error("dnsperf is not installed (Debian package dnsperf)");
+  const haveDnsperf = await run(["sh", "-c", "command -v dnsperf"]);
+  if (haveDnsperf.code !== 0) throw new Error("dnsperf is not installed (Debian package dnsperf)");
 
   const rssStart = Deno.memoryUsage().rss;
   await addNetns(ns("sb0"));
@@ -91,32 +152,25 @@ try {
   console.log(
     `dnsperf -s 127.0.0.11 -c 4 -l ${SECONDS} inside one sandbox, ${ENDPOINTS} endpoints ...`,
   );
-  const perf = await run([
-    "nsenter",
-    `--net=${path("sb0")}`,
-    "dnsperf",
-    "-s",
-    "127.0.0.11",
-    "-c",
-    "4",
-    "-l",
-    String(SECONDS),
-    "-d",
-    queryFile,
-  ]);
-  const grab = (re: RegExp) => re.exec(perf.stdout)?.[1];
-  const qps = Number(grab(/Queries per second:\s+([\d.]+)/));
-  const lost = grab(/Queries lost:\s+(\d+ \([\d.]+%\))/);
-  const completed = grab(/Queries completed:\s+(\d+ \([\d.]+%\))/);
-  const latency = Number(grab(/Average Latency \(s\):\s+([\d.]+)/));
-  if (!qps) {
-    console.log(perf.stdout + perf.stderr);
-    throw new Error(`dnsperf failed (exit ${perf.code})`);
-  }
+  const { qps, lost, completed, latency } = await dnsperf(path("sb0"), queryFile);
   console.log(`  queries per second   ${qps.toFixed(0)}`);
   console.log(`  queries completed    ${completed}`);
   console.log(`  queries lost         ${lost}`);
   console.log(`  average latency      ${(latency * 1000).toFixed(3)} ms`);
+  console.log(`\nthe same against Docker 20.10's embedded DNS (${ENDPOINTS} containers) ...`);
+  const docker = await dockerFigures(queryFile);
+  if (!docker) {
+    console.log("  no dockerd on this machine: ours alone");
+  } else {
+    console.log(`  queries per second   ${docker.qps.toFixed(0)}`);
+    console.log(`  queries lost         ${docker.lost}`);
+    console.log(`  average latency      ${(docker.latency * 1000).toFixed(3)} ms`);
+    console.log(
+      `  ratio cnm / Docker   ${(qps / docker.qps).toFixed(2)} (target >= 1.00); latency ${
+        (latency / docker.latency).toFixed(2)
+      }x Docker's`,
+    );
+  }
   const s = dns.stats();
   console.log(
     `  resolver: ${s.queries} queries, ${s.cached} from the cache, ${s.forwarded} forwarded`,
