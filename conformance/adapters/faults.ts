@@ -14,6 +14,7 @@ import type {
   NetworkSpec,
   SandboxInfo,
   SandboxSpec,
+  ServiceSpec,
 } from "../impl.ts";
 import { exec, run } from "../harness/exec.ts";
 
@@ -24,6 +25,8 @@ export interface Fault {
   caughtBy: string[];
   /** Injected inside the daemon (impl/daemon/test_fault.ts) rather than from outside. */
   daemon?: boolean;
+  /** The profile of the catching cases, when not `core`. */
+  profile?: string;
 }
 
 /** Every fault. */
@@ -53,11 +56,18 @@ export const FAULTS: Fault[] = [
     breaks: "the embedded resolver answers names of every network, not only the sandbox's own",
     caughtBy: ["dns.cross-network-invisible", "dns.scoped-alias"],
     daemon: true,
+    profile: "dns",
   },
   {
     name: "internal-has-egress",
     breaks: "creates --internal networks as normal ones",
     caughtBy: ["iso.internal-network", "iso.internal-no-route"],
+  },
+  {
+    name: "lb-one-backend",
+    breaks: "forwards only the first backend of each service (the others are silently dropped)",
+    caughtBy: ["lb.all-backends-reached", "lb.distribution"],
+    profile: "lb",
   },
 ];
 
@@ -75,6 +85,8 @@ class FaultyImplementation implements Implementation {
   readonly #fault: string;
   readonly #hosts: Host[] = [];
   #leaks = 0;
+  /** Services that got their one backend (lb-one-backend). */
+  readonly #served = new Set<string>();
 
   constructor(inner: Implementation, fault: string) {
     this.#inner = inner;
@@ -150,6 +162,31 @@ class FaultyImplementation implements Implementation {
 
   disconnect(sandbox: string, network: string): Promise<void> {
     return this.#inner.disconnect(sandbox, network);
+  }
+
+  createService(spec: ServiceSpec): Promise<{ name: string; vip?: string }> {
+    if (!this.#inner.createService) return Promise.reject(new Error("no services"));
+    return this.#inner.createService(spec);
+  }
+
+  addBackend(service: string, sandbox: string): Promise<void> {
+    if (!this.#inner.addBackend) return Promise.reject(new Error("no services"));
+    if (this.#fault === "lb-one-backend") {
+      if (this.#served.has(service)) return Promise.resolve();
+      this.#served.add(service);
+    }
+    return this.#inner.addBackend(service, sandbox);
+  }
+
+  removeBackend(service: string, sandbox: string): Promise<void> {
+    if (!this.#inner.removeBackend) return Promise.reject(new Error("no services"));
+    return this.#inner.removeBackend(service, sandbox);
+  }
+
+  removeService(name: string): Promise<void> {
+    if (!this.#inner.removeService) return Promise.reject(new Error("no services"));
+    this.#served.delete(name);
+    return this.#inner.removeService(name);
   }
 
   restart(host: string, how: "graceful" | "kill"): Promise<void> {

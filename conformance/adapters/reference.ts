@@ -13,8 +13,10 @@ import {
   type Implementation,
   ImplementationError,
   type NetworkSpec,
+  type PortSpec,
   type SandboxInfo,
   type SandboxSpec,
+  type ServiceSpec,
 } from "../impl.ts";
 import { exec } from "../harness/exec.ts";
 
@@ -57,6 +59,11 @@ export class ReferenceAdapter implements Implementation {
         "dns.upstream",
         "macvlan",
         "macvlan.no-parent",
+        "ports",
+        "ipv6",
+        "lb.vip",
+        "lb.dnsrr",
+        "lb.affinity",
       ]),
     );
   }
@@ -212,9 +219,6 @@ export class ReferenceAdapter implements Implementation {
   }
 
   async connect(sandbox: string, network: string, spec: ConnectSpec = {}): Promise<EndpointInfo> {
-    if (spec.publish?.length) {
-      throw new ImplementationError("unsupported", "the reference does not publish ports yet");
-    }
     const d = this.#daemon(this.#where.get(`sb:${sandbox}`));
     const ep = await this.#call<{
       ifname?: string;
@@ -222,10 +226,12 @@ export class ReferenceAdapter implements Implementation {
       ipv4?: string;
       ipv6?: string;
       gateway?: string;
+      published?: PortSpec[];
     }>(d, "POST", `/networks/${encodeURIComponent(network)}/endpoints`, {
       sandbox,
       ipv4: spec.ipv4,
       aliases: spec.aliases,
+      publish: spec.publish,
     });
     return {
       network,
@@ -234,6 +240,7 @@ export class ReferenceAdapter implements Implementation {
       ipv4: ep.ipv4,
       ipv6: ep.ipv6,
       gateway: ep.gateway,
+      ...(ep.published ? { published: ep.published } : {}),
     };
   }
 
@@ -244,6 +251,41 @@ export class ReferenceAdapter implements Implementation {
       "DELETE",
       `/networks/${encodeURIComponent(network)}/endpoints/${encodeURIComponent(sandbox)}`,
     );
+  }
+
+  // services (issue 8)
+
+  async createService(spec: ServiceSpec): Promise<{ name: string; vip?: string }> {
+    const d = this.#daemon(this.#where.get(`net:${spec.network}`));
+    const rec = await this.#call<{ name: string; vip?: string }>(d, "POST", "/services", {
+      name: spec.name,
+      network: spec.network,
+      mode: spec.mode,
+      ports: spec.ports,
+      affinity: spec.affinity,
+    });
+    this.#where.set(`svc:${spec.name}`, d.host.name);
+    return { name: rec.name, ...(rec.vip ? { vip: rec.vip } : {}) };
+  }
+
+  async addBackend(service: string, sandbox: string): Promise<void> {
+    const d = this.#daemon(this.#where.get(`svc:${service}`));
+    await this.#call(d, "POST", `/services/${encodeURIComponent(service)}/backends`, { sandbox });
+  }
+
+  async removeBackend(service: string, sandbox: string): Promise<void> {
+    const d = this.#daemon(this.#where.get(`svc:${service}`));
+    await this.#call(
+      d,
+      "DELETE",
+      `/services/${encodeURIComponent(service)}/backends/${encodeURIComponent(sandbox)}`,
+    );
+  }
+
+  async removeService(name: string): Promise<void> {
+    const d = this.#daemon(this.#where.get(`svc:${name}`));
+    await this.#call(d, "DELETE", `/services/${encodeURIComponent(name)}`);
+    this.#where.delete(`svc:${name}`);
   }
 
   async restart(host: string, how: "graceful" | "kill"): Promise<void> {

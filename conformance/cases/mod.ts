@@ -6,6 +6,7 @@ import { connCases } from "./conn.ts";
 import { dnsCases } from "./dns.ts";
 import type { Case } from "./framework.ts";
 import { ipamCases } from "./ipam.ts";
+import { ipv6Cases } from "./ipv6.ts";
 import { lbCases } from "./lb.ts";
 import { lifecycleCases } from "./lifecycle.ts";
 import { macvlanCases } from "./macvlan.ts";
@@ -16,6 +17,7 @@ export type { Case } from "./framework.ts";
 /** Every built-in case. */
 export const CATALOGUE: Case[] = [
   ...connCases,
+  ...ipv6Cases,
   ...ipamCases,
   ...lifecycleCases,
   ...portCases,

@@ -10,9 +10,14 @@
  * cnm network ls [--format json] | network inspect NAME [--format json] | network rm NAME...
  * cnm sandbox create [--hostname H] NAME | sandbox ls [--format json]
  * cnm sandbox inspect NAME [--format json] | sandbox rm NAME...
- * cnm connect [--ip IP] [--ip6 IP] [--alias A]... NETWORK SANDBOX
+ * cnm connect [--ip IP] [--ip6 IP] [--alias A]...
+ *             [--publish [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|/udp]]... NETWORK SANDBOX
  * cnm disconnect NETWORK SANDBOX
  * cnm exec SANDBOX -- CMD [ARG...]
+ * cnm service create [--mode vip|dnsrr] [--port PORT[/tcp|/udp]]... [--affinity client-ip]
+ *                    --network NETWORK NAME
+ * cnm service add NAME SANDBOX | service remove NAME SANDBOX | service ls [--format json]
+ * cnm service inspect NAME | service rm NAME...
  * ```
  * @module
  */
@@ -20,6 +25,9 @@ import { Command, CommanderError, InvalidArgumentError } from "commander";
 import type { ConnectBody, NetworkCreateBody, SandboxCreateBody } from "../daemon/api.ts";
 import { VERSION } from "../daemon/daemon.ts";
 import { commanderMessage, DEFAULT_SOCKET, UsageError } from "../daemon/flags.ts";
+import { collectPublish } from "./publish.ts";
+import type { ServiceCreateBody } from "../daemon/api.ts";
+import { collectPort } from "./service.ts";
 
 export { UsageError };
 
@@ -40,7 +48,13 @@ export type CliCommand =
   | { kind: "sandbox-rm"; names: string[] }
   | { kind: "connect"; network: string; body: ConnectBody }
   | { kind: "disconnect"; network: string; sandbox: string }
-  | { kind: "exec"; sandbox: string; cmd: string[] };
+  | { kind: "exec"; sandbox: string; cmd: string[] }
+  | { kind: "service-create"; body: ServiceCreateBody }
+  | { kind: "service-add"; service: string; sandbox: string }
+  | { kind: "service-remove"; service: string; sandbox: string }
+  | { kind: "service-ls"; format: OutputFormat }
+  | { kind: "service-inspect"; name: string }
+  | { kind: "service-rm"; names: string[] };
 
 /** A parsed command line: the command and the daemon socket it talks to. */
 export interface Invocation {
@@ -183,6 +197,12 @@ function program(out: { text: string }, done: (c: CliCommand) => void): Command 
     .option("--ip <ip>", "static IPv4 address")
     .option("--ip6 <ip>", "static IPv6 address")
     .option("--alias <alias>", "network-scoped alias (repeatable)", collect, [])
+    .option(
+      "-p, --publish <spec>",
+      "publish a port, [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|/udp] (repeatable; empty or 0 host port = ephemeral)",
+      collectPublish,
+      [],
+    )
     .action((network: string, sb: string, o) =>
       done({
         kind: "connect",
@@ -192,6 +212,7 @@ function program(out: { text: string }, done: (c: CliCommand) => void): Command 
           ipv4: o.ip,
           ipv6: o.ip6,
           aliases: (o.alias as string[]).length ? o.alias : undefined,
+          publish: (o.publish as unknown[]).length ? o.publish : undefined,
         }),
       })
     );
@@ -210,6 +231,52 @@ function program(out: { text: string }, done: (c: CliCommand) => void): Command 
       if (argv.length === 0) throw new UsageError(`exec needs a command: cnm exec ${sb} -- CMD`);
       done({ kind: "exec", sandbox: sb, cmd: argv });
     });
+
+  // services (issue 8)
+  const service = p.command("service").description("manage services (load balancing)");
+  service.command("create")
+    .description("create a service on a network; prints its id")
+    .argument("<name>")
+    .requiredOption("--network <network>", "the network the service lives on")
+    .option("--mode <mode>", '"vip" (default: a virtual IP) or "dnsrr" (DNS round robin)')
+    .option("--port <port>", "a balanced port, PORT[/tcp|/udp] (repeatable)", collectPort, [])
+    .option("--affinity <affinity>", '"client-ip": one client keeps one backend')
+    .action((name: string, o) =>
+      done({
+        kind: "service-create",
+        body: defined({
+          name,
+          network: o.network,
+          mode: o.mode,
+          ports: (o.port as unknown[]).length ? o.port : undefined,
+          affinity: o.affinity,
+        }),
+      })
+    );
+  service.command("add")
+    .description("add a sandbox to a service's backends")
+    .argument("<service>")
+    .argument("<sandbox>")
+    .action((svc: string, sb: string) => done({ kind: "service-add", service: svc, sandbox: sb }));
+  service.command("remove")
+    .description("remove a sandbox from a service's backends")
+    .argument("<service>")
+    .argument("<sandbox>")
+    .action((svc: string, sb: string) =>
+      done({ kind: "service-remove", service: svc, sandbox: sb })
+    );
+  service.command("ls").alias("list")
+    .description("list services")
+    .option("--format <format>", 'output format: "table" or "json"')
+    .action((o) => done({ kind: "service-ls", format: format(o.format, ["table", "json"]) }));
+  service.command("inspect")
+    .description("show a service as JSON")
+    .argument("<name>")
+    .action((name: string) => done({ kind: "service-inspect", name }));
+  service.command("rm")
+    .description("remove services; prints each name removed")
+    .argument("<name...>")
+    .action((names: string[]) => done({ kind: "service-rm", names }));
   return p;
 }
 

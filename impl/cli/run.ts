@@ -10,6 +10,8 @@ import type { EndpointRecord, NetworkRecord, SandboxRecord } from "../model/obje
 import { ApiClient, ApiError, NoDaemonError, seg } from "./client.ts";
 import { networkTable, prettyJson, sandboxTable } from "./format.ts";
 import type { CliCommand, Invocation } from "./parse.ts";
+import type { ServiceRecord } from "../model/objects.ts";
+import { serviceTable } from "./service.ts";
 
 /** Where the CLI writes: whole lines, without their newline. */
 export interface CliIo {
@@ -96,6 +98,28 @@ async function run(c: Exclude<CliCommand, { kind: "help" | "daemon" }>, api: Api
       const sb = await api.request<SandboxView>("GET", `/sandboxes/${seg(c.sandbox)}`);
       return await execInNetns(sb.netnsName, c.cmd);
     }
+    // services (issue 8)
+    case "service-create": {
+      const svc = await api.request<ServiceRecord>("POST", "/services", c.body);
+      io.out(svc.id);
+      return 0;
+    }
+    case "service-add":
+      await api.request("POST", `/services/${seg(c.service)}/backends`, { sandbox: c.sandbox });
+      return 0;
+    case "service-remove":
+      await api.request("DELETE", `/services/${seg(c.service)}/backends/${seg(c.sandbox)}`);
+      return 0;
+    case "service-ls": {
+      const svcs = await api.request<ServiceRecord[]>("GET", "/services");
+      io.out(c.format === "json" ? prettyJson(svcs) : serviceTable(svcs));
+      return 0;
+    }
+    case "service-inspect":
+      io.out(prettyJson(await api.request("GET", `/services/${seg(c.name)}`)));
+      return 0;
+    case "service-rm":
+      return await removeEach(c.names, (n) => api.request("DELETE", `/services/${seg(n)}`), io);
   }
 }
 

@@ -12,6 +12,7 @@ import type {
   JoinRequest,
   NetworkDriver,
 } from "../driver_api/mod.ts";
+import { PORTMAP_OPTION } from "../driver_api/mod.ts";
 import type { Kernel, LinkInfo, RouteInfo } from "../kernel/kernel.ts";
 import { plan } from "../kernel/plan.ts";
 import { type Logger, quietLogger } from "../kernel/runner.ts";
@@ -30,7 +31,10 @@ import type { EndpointRecord, IpamConfig, NetworkRecord, SandboxRecord } from ".
 import type { Store } from "../store/store.ts";
 import type { DnsEndpoint } from "../dns/records.ts";
 import { hostsFile, resolvConf } from "./files.ts";
+import { type ServiceCreateOptions, Services, type ServiceView } from "./services.ts";
+import type { ServiceRecord } from "../model/objects.ts";
 import { Mutex } from "./lock.ts";
+import { normalizePublish, type PortRequest } from "./ports.ts";
 import {
   emptyReport,
   reconcileHookOf,
@@ -72,6 +76,8 @@ export interface ConnectOptions {
   ipv6?: string;
   /** Network-scoped aliases (`--alias`). */
   aliases?: string[];
+  /** Ports to publish (`--publish`); a host port 0 or absent = an ephemeral one. */
+  publish?: PortRequest[];
 }
 
 /** A network with its endpoints, as `network inspect` shows it. */
@@ -135,6 +141,8 @@ export class Controller {
   readonly #lock = new Mutex();
   readonly #onClose?: () => void | Promise<void>;
   readonly #resolver?: SandboxResolver;
+  /** Services and their load balancing (issue 8; ./services.ts). */
+  readonly #services: Services;
   #closed = false;
   #lastReconcile?: ReconcileReport;
   /** What restore() could not do, reported by the next reconcile(). */
@@ -151,6 +159,21 @@ export class Controller {
     this.#log = options.log ?? quietLogger;
     this.#onClose = options.onClose;
     this.#resolver = options.resolver;
+    this.#services = new Services({
+      store: this.#store,
+      ipam: this.#ipam,
+      kernel: this.#kernel,
+      hostNetns: this.#hostNetns,
+      table: `${this.#prefix.replace(/[^a-zA-Z0-9_]/g, "_")}_lb`,
+      findNetwork: (ref) => this.#findNetwork(ref),
+      republish: (ep) => {
+        const sb = ep.sandboxId ? this.#store.get("sandbox", ep.sandboxId) : undefined;
+        const net = this.#store.get("network", ep.networkId);
+        if (sb && net) this.#publish(ep, sb, net);
+      },
+      dnsUpsert: this.#resolver ? (ep) => this.#resolver!.upsertEndpoint(ep) : undefined,
+      dnsRemove: this.#resolver ? (s, n) => this.#resolver!.removeEndpoint(s, n) : undefined,
+    });
   }
 
   /** The host namespace this controller serves (undefined = root). */
@@ -388,6 +411,12 @@ export class Controller {
         throw new ForbiddenError(`${net.name} is a pre-defined network and cannot be removed`);
       }
       const eps = this.#store.list("endpoint").filter((e) => e.networkId === net.id);
+      const svcs = this.#services.onNetwork(net.id);
+      if (svcs.length > 0) {
+        throw new ForbiddenError(
+          `network ${net.name} has services (${svcs.map((s) => s.name).join(", ")})`,
+        );
+      }
       if (eps.length > 0) {
         throw new ForbiddenError(
           `network ${net.name} id ${net.id} has active endpoints (${
@@ -517,6 +546,7 @@ export class Controller {
         }
         const aliases = [...new Set(opts.aliases ?? [])];
         for (const a of aliases) validateName("alias", a);
+        const publish = normalizePublish(opts.publish);
         let ipv4: string | undefined;
         let ipv6: string | undefined;
         if (!driver.skipIpam) {
@@ -549,6 +579,18 @@ export class Controller {
         };
         const joined = await driver.join(joinReq);
         undo.push(`leave ${id}`, () => driver.leave(joinReq));
+        let published: EndpointRecord["published"];
+        if (publish.length > 0) {
+          // Port publishing (§3.1, ProgramExternalConnectivity): the driver binds the ports
+          // and gives them back resolved (host address, ephemeral host ports).
+          const extReq = { ...joinReq, options: { [PORTMAP_OPTION]: publish } };
+          const ext = await driver.programExternalConnectivity(extReq);
+          undo.push(`revoke ports of ${id}`, () => driver.revokeExternalConnectivity(extReq));
+          published = ext?.published;
+          if (!published?.length) {
+            throw new InvalidArgumentError(`driver ${driver.type} does not publish ports`);
+          }
+        }
         const ep: EndpointRecord = {
           id,
           name: sb.name,
@@ -562,6 +604,7 @@ export class Controller {
           gatewayV6: joined.gatewayV6,
           staticIpv4: !!opts.ipv4,
           aliases,
+          ...(published ? { published } : {}),
           driverData: { ...created.driverData, ...(joined.driverData ?? {}) },
           created: new Date().toISOString(),
         };
@@ -704,12 +747,17 @@ export class Controller {
         iface: { address: ep.ipv4, addressV6: ep.ipv6, mac: ep.mac },
         driverData: ep.driverData,
       };
-      await driver.revokeExternalConnectivity({ ...req, options: {} });
+      await driver.revokeExternalConnectivity({
+        ...req,
+        options: ep.published?.length ? { [PORTMAP_OPTION]: ep.published } : {},
+      });
       await driver.leave(req);
       await driver.deleteEndpoint(net.id, ep.id, ep.driverData);
       if (ep.ipv4) await this.#ipam.releaseAddress(net.ipv4[0].poolId, ep.ipv4.split("/")[0]);
       if (ep.ipv6) await this.#ipam.releaseAddress(net.ipv6[0].poolId, ep.ipv6.split("/")[0]);
     }
+    // a backend that goes leaves its services at once (issue 8)
+    await this.#services.dropEndpoint(ep.id);
     // no stale answer: the name goes before the interface does (§4.2)
     this.#resolver?.removeEndpoint(sb.id, ep.networkId);
     if (reprogram) await this.#programSandbox(before, after, updated, nets);
@@ -794,6 +842,7 @@ export class Controller {
           failed("endpoint", `${ep.name}/${net.name}`, "replaying its address", err);
         }
       }
+      await this.#services.restoreAddresses();
     });
   }
 
@@ -915,6 +964,8 @@ export class Controller {
               networkId: e.networkId,
               endpointId: e.id,
               driverData: e.driverData,
+              ipv4: e.ipv4,
+              published: e.published,
             })),
           );
           for (const { networkId, what } of r.repaired) {
@@ -995,6 +1046,7 @@ export class Controller {
           await this.#reconcileFiles(sb, note);
         });
       }
+      await attempt("driver", "services", () => this.#services.reconcile());
       this.#lastReconcile = report;
       return report;
     });
@@ -1129,6 +1181,47 @@ export class Controller {
     });
   }
 
+  // ---------------------------------------------------------------- services (issue 8)
+
+  /** Every service, oldest first. */
+  listServices(): ServiceRecord[] {
+    return this.#services.list();
+  }
+
+  /** A service with its backends' sandboxes and addresses. */
+  inspectService(ref: string): ServiceView {
+    return this.#services.view(ref);
+  }
+
+  /** Creates a service: a VIP from the network's IPAM (VIP mode), its nft rules, its name. */
+  createService(opts: ServiceCreateOptions): Promise<ServiceRecord> {
+    return this.#locked(
+      `Cannot create service "${opts.name}"`,
+      (undo) => this.#services.create(opts, undo),
+    );
+  }
+
+  /** Removes a service: rules, name and VIP go. */
+  removeService(ref: string): Promise<void> {
+    return this.#locked(`Cannot remove service "${ref}"`, () => this.#services.remove(ref));
+  }
+
+  /** Adds a sandbox's endpoint on the service's network to its backends (at once). */
+  addBackend(serviceRef: string, sandboxRef: string): Promise<void> {
+    return this.#locked(
+      `Cannot add sandbox "${sandboxRef}" to service "${serviceRef}"`,
+      (undo) => this.#services.addBackend(serviceRef, sandboxRef, undo),
+    );
+  }
+
+  /** Removes a sandbox from a service's backends: it gets no new connections. */
+  removeBackend(serviceRef: string, sandboxRef: string): Promise<void> {
+    return this.#locked(
+      `Cannot remove sandbox "${sandboxRef}" from service "${serviceRef}"`,
+      () => this.#services.removeBackend(serviceRef, sandboxRef),
+    );
+  }
+
   // ---------------------------------------------------------------- embedded DNS
 
   #resolvConf(hostResolv: string | undefined): string {
@@ -1147,7 +1240,7 @@ export class Controller {
         networkName: net.name,
         // no gateway: no way out (internal, or a macvlan network without a parent)
         internal: net.internal || (!ep.gateway && !ep.gatewayV6),
-        aliases: ep.aliases,
+        aliases: [...ep.aliases, ...this.#services.aliasesOf(ep.id)],
         ipv4: ep.ipv4?.split("/")[0],
         ipv6: ep.ipv6?.split("/")[0],
       });

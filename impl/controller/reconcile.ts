@@ -4,6 +4,7 @@
  * @module
  */
 import type { NetworkDriver } from "../driver_api/mod.ts";
+import type { PortBinding } from "../model/objects.ts";
 
 /** One thing reconcile changed, with why. */
 export interface ReconcileItem {
@@ -35,6 +36,10 @@ export interface StoredEndpointRef {
   networkId: string;
   endpointId: string;
   driverData: Record<string, string>;
+  /** IPv4 address with prefix length. */
+  ipv4?: string;
+  /** Published ports, as bound: the driver installs them again. */
+  published?: PortBinding[];
 }
 
 /**

@@ -18,6 +18,12 @@
  * | `POST /sandboxes`                           | create a sandbox             | 201 record     |
  * | `GET /sandboxes/{ref}`                      | inspect a sandbox            | 200 view       |
  * | `DELETE /sandboxes/{ref}`                   | remove a sandbox             | 204            |
+ * | `GET /services`                             | list services                | 200 records    |
+ * | `POST /services`                            | create a service             | 201 record     |
+ * | `GET /services/{ref}`                       | inspect a service            | 200 view       |
+ * | `DELETE /services/{ref}`                    | remove a service             | 204            |
+ * | `POST /services/{ref}/backends`             | add a backend `{sandbox}`    | 204            |
+ * | `DELETE /services/{ref}/backends/{sb}`      | remove a backend             | 204            |
  *
  * Errors are `{ "message": string, "kind": ErrorKind }`.
  * @module
@@ -74,9 +80,31 @@ export const ConnectBody = z.strictObject({
   ipv4: z.string().optional(),
   ipv6: z.string().optional(),
   aliases: z.array(z.string()).optional(),
+  /** Ports to publish; no host port (or 0) = an ephemeral one, protocol tcp by default. */
+  publish: z.array(z.strictObject({
+    hostIp: z.string().optional(),
+    hostPort: z.number().int().optional(),
+    containerPort: z.number().int(),
+    protocol: z.enum(["tcp", "udp"]).optional(),
+  })).optional(),
 });
 /** Body of `POST /networks/{ref}/endpoints`. */
 export type ConnectBody = z.infer<typeof ConnectBody>;
+
+/** Body of `POST /services` (the flags of `cnm service create`). */
+export const ServiceCreateBody = z.strictObject({
+  name: z.string(),
+  network: z.string(),
+  mode: z.string().optional(),
+  ports: z.array(z.strictObject({ port: z.number(), protocol: z.string().optional() }))
+    .optional(),
+  affinity: z.string().optional(),
+});
+/** Body of `POST /services`. */
+export type ServiceCreateBody = z.infer<typeof ServiceCreateBody>;
+
+/** Body of `POST /services/{ref}/backends`. */
+export const BackendBody = z.strictObject({ sandbox: z.string() });
 
 /** The HTTP status of an error kind. */
 export function statusOfKind(kind: ErrorKind | string): number {
@@ -328,6 +356,54 @@ export function createApiHandler(controller: Controller, info: DaemonInfo): ApiH
         GET: (_req, [ref]) => json(200, controller.inspectSandbox(ref)),
         DELETE: async (_req, [ref]) => {
           await controller.removeSandbox(ref);
+          return noContent();
+        },
+      },
+    },
+    // services (issue 8)
+    {
+      pattern: ["services"],
+      methods: {
+        GET: () => json(200, controller.listServices()),
+        POST: async (req) => {
+          const body = await readBody(
+            req,
+            ServiceCreateBody,
+            (raw) => `Cannot create service${quoted(raw, "name")}`,
+          );
+          return json(201, await controller.createService(body));
+        },
+      },
+    },
+    {
+      pattern: ["services", "*"],
+      methods: {
+        GET: (_req, [ref]) => json(200, controller.inspectService(ref)),
+        DELETE: async (_req, [ref]) => {
+          await controller.removeService(ref);
+          return noContent();
+        },
+      },
+    },
+    {
+      pattern: ["services", "*", "backends"],
+      methods: {
+        POST: async (req, [ref]) => {
+          const body = await readBody(
+            req,
+            BackendBody,
+            (raw) => `Cannot add sandbox${quoted(raw, "sandbox")} to service "${ref}"`,
+          );
+          await controller.addBackend(ref, body.sandbox);
+          return noContent();
+        },
+      },
+    },
+    {
+      pattern: ["services", "*", "backends", "*"],
+      methods: {
+        DELETE: async (_req, [ref, sandbox]) => {
+          await controller.removeBackend(ref, sandbox);
           return noContent();
         },
       },

@@ -60,7 +60,7 @@ export class NetworkTable {
   nameLower = "";
   internal = false;
   /** Endpoints on this network by sandbox id, in the order they were first added. */
-  readonly endpoints = new Map<string, DnsEndpoint>();
+  readonly endpoints: Map<string, DnsEndpoint> = new Map();
   #names = new Map<string, NameRecord>();
   #ptr = new Map<string, string>();
   #dirty = true;
@@ -144,7 +144,7 @@ export class View {
   /** Sandboxes using this view. */
   refs = 0;
   /** Encoded answers by query type, then lower-case name; owned by the resolver. */
-  readonly cache = new Map<number, Map<string, unknown>>();
+  readonly cache: Map<number, Map<string, unknown>> = new Map();
   /** Number of entries in `cache`, to bound it. */
   cacheSize = 0;
 

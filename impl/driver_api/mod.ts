@@ -3,4 +3,5 @@
  * @module
  */
 export type * from "./network_driver.ts";
+export { PORTMAP_OPTION } from "./network_driver.ts";
 export type * from "./ipam_driver.ts";

@@ -4,6 +4,7 @@
  * which never imports a concrete one.
  * @module
  */
+import type { PortBinding } from "../model/objects.ts";
 
 /** Data or connectivity scope of a driver (§1.3). */
 export type Scope = "local" | "global";
@@ -85,6 +86,12 @@ export interface JoinResult {
   driverData?: Record<string, string>;
 }
 
+/**
+ * The `options` key of {@linkcode ExternalConnectivityRequest} that carries the ports to
+ * publish, a `PortBinding[]` (libnetwork's `netlabel.PortMap`).
+ */
+export const PORTMAP_OPTION = "com.docker.network.portmap";
+
 /** Port publishing and similar, done for the sandbox's gateway endpoint (`ExtConner`). */
 export interface ExternalConnectivityRequest {
   networkId: string;
@@ -92,7 +99,14 @@ export interface ExternalConnectivityRequest {
   sandbox: SandboxRef;
   iface: EndpointInterface;
   driverData: Record<string, string>;
+  /** `PORTMAP_OPTION`: the ports to publish (`PortBinding[]`). */
   options: Record<string, unknown>;
+}
+
+/** What `programExternalConnectivity` gives back. */
+export interface ExternalConnectivityResult {
+  /** The ports as bound: host address and ephemeral host ports resolved. */
+  published?: PortBinding[];
 }
 
 /** A network driver: bridge, null, host, macvlan, overlay, remote. */
@@ -134,7 +148,9 @@ export interface NetworkDriver {
   join(req: JoinRequest): Promise<JoinResult>;
   /** Takes the endpoint out of the sandbox; idempotent. */
   leave(req: JoinRequest): Promise<void>;
-  programExternalConnectivity(req: ExternalConnectivityRequest): Promise<void>;
+  programExternalConnectivity(
+    req: ExternalConnectivityRequest,
+  ): Promise<ExternalConnectivityResult | void>;
   revokeExternalConnectivity(req: ExternalConnectivityRequest): Promise<void>;
   /**
    * Re-creates the kernel objects of a stored network after a restart if they are missing

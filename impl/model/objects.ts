@@ -37,6 +37,16 @@ export interface NetworkRecord {
   inDelete?: boolean;
 }
 
+/** A published port (Docker's `-p [HOST_IP:]HOST_PORT:PORT/PROTO`), as bound. */
+export interface PortBinding {
+  /** Host address the port is bound on; `0.0.0.0` = every local address. */
+  hostIp?: string;
+  /** Host port; 0 in a request = an ephemeral port, resolved to the real one when bound. */
+  hostPort: number;
+  containerPort: number;
+  protocol: "tcp" | "udp";
+}
+
 /** An endpoint: a network's attachment point, joined to at most one sandbox. */
 export interface EndpointRecord {
   id: string;
@@ -56,6 +66,8 @@ export interface EndpointRecord {
   /** True when the user asked for this IPv4 address (`--ip`). */
   staticIpv4?: boolean;
   aliases: string[];
+  /** Published ports, as bound (ephemeral host ports resolved). */
+  published?: PortBinding[];
   /** Driver-private data (veth names, ...), opaque to the controller. */
   driverData: Record<string, string>;
   created: string;
@@ -72,5 +84,28 @@ export interface SandboxRecord {
   netnsPath: string;
   /** Endpoint ids in join order. */
   endpoints: string[];
+  created: string;
+}
+
+/** A service port (issue 8): balanced over the backends in VIP mode. */
+export interface ServicePort {
+  port: number;
+  protocol: "tcp" | "udp";
+}
+
+/** A service: a name on a network over a set of backend endpoints (issue 8). */
+export interface ServiceRecord {
+  id: string;
+  name: string;
+  networkId: string;
+  /** `vip`: a virtual IP balanced over the backends; `dnsrr`: DNS round robin, no VIP. */
+  mode: "vip" | "dnsrr";
+  /** The virtual IP (VIP mode), without prefix length. */
+  vip?: string;
+  ports: ServicePort[];
+  /** `client-ip`: one client keeps reaching one backend. */
+  affinity?: "client-ip";
+  /** Backend endpoint ids, in the order they were added. */
+  backends: string[];
   created: string;
 }

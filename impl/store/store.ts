@@ -5,13 +5,19 @@
  * @module
  */
 import { DatabaseSync } from "node:sqlite";
-import type { EndpointRecord, NetworkRecord, SandboxRecord } from "../model/objects.ts";
+import type {
+  EndpointRecord,
+  NetworkRecord,
+  SandboxRecord,
+  ServiceRecord,
+} from "../model/objects.ts";
 
 /** Record kinds the store holds. */
-export type RecordKind = "network" | "endpoint" | "sandbox";
+export type RecordKind = "network" | "endpoint" | "sandbox" | "service";
 
 type RecordOf<K extends RecordKind> = K extends "network" ? NetworkRecord
   : K extends "endpoint" ? EndpointRecord
+  : K extends "service" ? ServiceRecord
   : SandboxRecord;
 
 /** Writes inside one transaction. */

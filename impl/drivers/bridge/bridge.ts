@@ -10,17 +10,25 @@
  * `leave` deletes the pair; `deleteEndpoint` removes whatever `leave` could not.
  * @module
  */
-import type {
-  CreateNetworkRequest,
-  JoinRequest,
-  JoinResult,
-  NetworkDriver,
+import {
+  type CreateNetworkRequest,
+  type ExternalConnectivityRequest,
+  type JoinRequest,
+  type JoinResult,
+  type NetworkDriver,
+  PORTMAP_OPTION,
 } from "../../driver_api/mod.ts";
 import type { Kernel, LinkInfo } from "../../kernel/kernel.ts";
 import { plan } from "../../kernel/plan.ts";
-import { ForbiddenError, KernelCommandError, NotFoundError } from "../../model/errors.ts";
+import {
+  ForbiddenError,
+  InvalidArgumentError,
+  KernelCommandError,
+  NotFoundError,
+} from "../../model/errors.ts";
 import { formatIp, Prefix, tryParseIp } from "../../model/ip.ts";
 import { randomHex } from "../../model/names.ts";
+import type { PortBinding } from "../../model/objects.ts";
 import { parseBridgeOptions } from "./options.ts";
 import {
   type BridgeNetwork,
@@ -32,8 +40,11 @@ import {
   joinPlan,
   macFor,
   nftAddNetwork,
+  nftAddPorts,
   nftRemoveNetwork,
   nftScript,
+  portsComment,
+  type PublishedEndpoint,
 } from "./plan.ts";
 
 /** Options of {@linkcode createBridgeDriver}. */
@@ -50,6 +61,10 @@ export interface BridgeStoredEndpoint {
   networkId: string;
   endpointId: string;
   driverData: Record<string, string>;
+  /** IPv4 address with prefix length. */
+  ipv4?: string;
+  /** Its published ports, as bound: reconcile installs them again. */
+  published?: PortBinding[];
 }
 
 /** What {@linkcode BridgeDriver.reconcile} found and did. */
@@ -99,6 +114,10 @@ export function createBridgeDriver(options: BridgeDriverOptions): BridgeDriver {
   let tableChecked = false;
   /** The nft table holds exactly `networks` (written whole by this driver since). */
   let tableInSync = false;
+  /** Published ports by endpoint id. */
+  const ports = new Map<string, PublishedEndpoint>();
+  /** `route_localnet` set in the host namespace (for ports on 127.0.0.1). */
+  let localnet = false;
 
   function describe(req: CreateNetworkRequest, preexisting: boolean): BridgeNetwork {
     return {
@@ -126,7 +145,8 @@ export function createBridgeDriver(options: BridgeDriverOptions): BridgeDriver {
   /** Rewrites the whole table from `networks` (or deletes it when there is none). */
   async function syncFirewall(): Promise<void> {
     tableInSync = false;
-    await kernel.nft(hostNetns, nftScript(table, [...networks.values()]));
+    const live = [...ports.values()].filter((p) => networks.has(p.networkId));
+    await kernel.nft(hostNetns, nftScript(table, [...networks.values()], live));
     tableInSync = networks.size > 0;
   }
 
@@ -225,6 +245,154 @@ export function createBridgeDriver(options: BridgeDriverOptions): BridgeDriver {
     return done;
   }
 
+  /** The ephemeral port range of the host namespace (Docker's portallocator). */
+  async function portRange(): Promise<[number, number]> {
+    const r = await kernel.runner.run({
+      argv: kernel.inNetns(hostNetns, ["cat", "/proc/sys/net/ipv4/ip_local_port_range"]),
+      allowFail: true,
+    });
+    const m = /^\s*(\d+)\s+(\d+)/.exec(r.code === 0 ? r.stdout : "");
+    return m ? [Number(m[1]), Number(m[2])] : [49153, 65535];
+  }
+
+  /**
+   * Resolves the requested ports: the host address (the network's host_binding_ipv4 when
+   * none is given) and ephemeral host ports; refuses one already published on the host.
+   */
+  async function resolvePorts(net: BridgeNetwork, specs: PortBinding[]): Promise<PortBinding[]> {
+    const bound: PortBinding[] = [...ports.values()].flatMap((p) => p.bindings);
+    const overlaps = (a: PortBinding, b: PortBinding) =>
+      a.protocol === b.protocol && a.hostPort === b.hostPort &&
+      (a.hostIp === b.hostIp || a.hostIp === "0.0.0.0" || b.hostIp === "0.0.0.0");
+    let range: [number, number] | undefined;
+    const out: PortBinding[] = [];
+    for (const spec of specs) {
+      const b: PortBinding = {
+        hostIp: spec.hostIp ?? net.config.hostBindingIpv4,
+        hostPort: spec.hostPort,
+        containerPort: spec.containerPort,
+        protocol: spec.protocol,
+      };
+      if (b.hostIp?.includes(":")) {
+        throw new InvalidArgumentError(`host address ${b.hostIp}: only IPv4 ports are published`);
+      }
+      if (b.hostPort === 0) {
+        range ??= await portRange();
+        for (let port = range[0]; port <= range[1]; port++) {
+          if (!bound.some((x) => overlaps(x, { ...b, hostPort: port }))) {
+            b.hostPort = port;
+            break;
+          }
+        }
+        if (b.hostPort === 0) {
+          throw new ForbiddenError(`no free ${b.protocol} port left in ${range[0]}-${range[1]}`);
+        }
+      } else if (bound.some((x) => overlaps(x, b))) {
+        throw new ForbiddenError(
+          `Bind for ${b.hostIp}:${b.hostPort}/${b.protocol} failed: port is already allocated`,
+        );
+      }
+      bound.push(b);
+      out.push(b);
+    }
+    return out;
+  }
+
+  /** Deletes an endpoint's port rules (found by their owner comment) in one transaction. */
+  async function removePortRules(p: { networkId: string; endpointId: string }): Promise<void> {
+    if (tableInSync && networks.size > 0) {
+      try {
+        const r = await kernel.runner.run({
+          argv: kernel.inNetns(hostNetns, [
+            "nft",
+            "-j",
+            "-a",
+            "list",
+            "chain",
+            "inet",
+            table,
+            "ports",
+          ]),
+        });
+        const parsed = JSON.parse(r.stdout || "{}") as {
+          nftables?: { rule?: { handle: number; comment?: string } }[];
+        };
+        const comment = portsComment(p);
+        const lines = (parsed.nftables ?? []).flatMap((e) =>
+          e.rule?.comment === comment
+            ? [`delete rule inet ${table} ports handle ${e.rule.handle}`]
+            : []
+        );
+        if (lines.length > 0) await kernel.nft(hostNetns, lines.join("\n") + "\n");
+        return;
+      } catch (err) {
+        kernel.log(
+          `bridge: removing port rules failed, rewriting table inet ${table}: ${
+            err instanceof Error ? err.message : err
+          }`,
+        );
+      }
+    }
+    await syncFirewall();
+  }
+
+  async function program(req: ExternalConnectivityRequest): Promise<{ published?: PortBinding[] }> {
+    const specs = (req.options[PORTMAP_OPTION] ?? []) as PortBinding[];
+    if (specs.length === 0) return {};
+    const net = get(req.networkId);
+    if (net.internal) {
+      throw new ForbiddenError(`network ${net.name} is internal: ports cannot be published`);
+    }
+    const address = req.iface.address?.split("/")[0];
+    if (!address) {
+      throw new InvalidArgumentError(`the endpoint has no IPv4 address: ports cannot be published`);
+    }
+    if (ports.has(req.endpointId)) await revoke(req);
+    const bindings = await resolvePorts(net, specs);
+    if (!localnet) {
+      await kernel.apply(plan({
+        kind: "sysctl",
+        netns: hostNetns,
+        key: "net.ipv4.conf.all.route_localnet",
+        value: "1",
+      }));
+      localnet = true;
+    }
+    const p: PublishedEndpoint = {
+      networkId: req.networkId,
+      endpointId: req.endpointId,
+      address,
+      bindings,
+    };
+    ports.set(req.endpointId, p);
+    try {
+      await updateFirewall(nftAddPorts(table, p));
+      await hairpin(req.driverData.hostIf);
+    } catch (err) {
+      ports.delete(req.endpointId);
+      await removePortRules(p).catch(() => {});
+      throw err;
+    }
+    return { published: bindings };
+  }
+
+  /**
+   * Hairpin mode on the bridge port of a sandbox with published ports: the kernel's
+   * br_netfilter DNATs a sandbox's connection to its own published port while bridging, so
+   * the frame goes back out the port it came in on (Docker sets it without the proxy).
+   */
+  async function hairpin(hostIf: string | undefined): Promise<void> {
+    if (hostIf) await kernel.ip(hostNetns, [`link set dev ${hostIf} type bridge_slave hairpin on`]);
+  }
+
+  async function revoke(req: ExternalConnectivityRequest): Promise<void> {
+    const known = ports.delete(req.endpointId);
+    const stored = (req.options[PORTMAP_OPTION] ?? []) as PortBinding[];
+    if (!known && stored.length === 0) return;
+    if (!networks.has(req.networkId)) return;
+    await removePortRules(req);
+  }
+
   return {
     type: "bridge",
     capabilities: () => ({ dataScope: "local", connectivityScope: "local" }),
@@ -277,6 +445,21 @@ export function createBridgeDriver(options: BridgeDriverOptions): BridgeDriver {
       for (const net of networks.values()) {
         for (const what of await ensureNetwork(net, links)) {
           result.repaired.push({ networkId: net.id, what });
+        }
+      }
+      for (const ep of endpoints) {
+        const address = ep.ipv4?.split("/")[0];
+        if (!ep.published?.length || !address || !networks.has(ep.networkId)) continue;
+        ports.set(ep.endpointId, {
+          networkId: ep.networkId,
+          endpointId: ep.endpointId,
+          address,
+          bindings: ep.published,
+        });
+        if (ep.driverData.hostIf) {
+          await kernel.ipForce(hostNetns, [
+            `link set dev ${ep.driverData.hostIf} type bridge_slave hairpin on`,
+          ]);
         }
       }
       const hadTable = await tableExists();
@@ -340,6 +523,7 @@ export function createBridgeDriver(options: BridgeDriverOptions): BridgeDriver {
       const net = networks.get(networkId);
       if (!net) return;
       networks.delete(networkId);
+      for (const [id, p] of ports) if (p.networkId === networkId) ports.delete(id);
       await updateFirewall(nftRemoveNetwork(table, net));
       await kernel.ipForce(hostNetns, deleteNetworkLines(net));
     },
@@ -367,6 +551,7 @@ export function createBridgeDriver(options: BridgeDriverOptions): BridgeDriver {
           mac: req.iface.mac,
         }, hostNetns),
       );
+      if (ports.has(req.endpointId)) await hairpin(req.driverData.hostIf);
       // Internal networks offer no gateway: no default route (§3.1, "Network is unreachable").
       if (net.internal) return {};
       return {
@@ -382,7 +567,7 @@ export function createBridgeDriver(options: BridgeDriverOptions): BridgeDriver {
       }
     },
 
-    programExternalConnectivity: () => Promise.resolve(),
-    revokeExternalConnectivity: () => Promise.resolve(),
+    programExternalConnectivity: (req) => program(req),
+    revokeExternalConnectivity: (req) => revoke(req),
   };
 }

@@ -5,6 +5,7 @@
  * @module
  */
 import { InvalidArgumentError, UnsupportedError } from "../../model/errors.ts";
+import { formatIp, tryParseIp } from "../../model/ip.ts";
 import { validateIfname } from "../../model/names.ts";
 
 /** Option keys. */
@@ -14,12 +15,12 @@ export const OPT = {
   masquerade: "com.docker.network.bridge.enable_ip_masquerade",
   mtu: "com.docker.network.driver.mtu",
   ifacePrefix: "com.docker.network.container_iface_prefix",
+  hostBindingIpv4: "com.docker.network.bridge.host_binding_ipv4",
+  gatewayModeIpv4: "com.docker.network.bridge.gateway_mode_ipv4",
 } as const;
 
 /** Docker keys cnm knows but does not implement yet: refused with a clear message. */
 const NOT_YET = new Set([
-  "com.docker.network.bridge.host_binding_ipv4",
-  "com.docker.network.bridge.gateway_mode_ipv4",
   "com.docker.network.bridge.gateway_mode_ipv6",
   "com.docker.network.bridge.inhibit_ipv4",
   "com.docker.network.bridge.trusted_host_interfaces",
@@ -38,6 +39,13 @@ export interface BridgeConfig {
   masquerade: boolean;
   mtu: number;
   ifacePrefix: string;
+  /** Default host address of published ports; `0.0.0.0` = every local address. */
+  hostBindingIpv4: string;
+  /**
+   * `nat` (Docker's default): masquerade, and only published ports reachable from outside;
+   * `routed`: no masquerade, and the subnet reachable by direct routing.
+   */
+  gatewayModeIpv4: "nat" | "routed";
 }
 
 function parseBool(key: string, value: string): boolean {
@@ -60,6 +68,8 @@ export function parseBridgeOptions(
     masquerade: true,
     mtu: 1500,
     ifacePrefix: "eth",
+    hostBindingIpv4: "0.0.0.0",
+    gatewayModeIpv4: "nat",
   };
   for (const [key, value] of Object.entries(options)) {
     switch (key) {
@@ -91,6 +101,22 @@ export function parseBridgeOptions(
           );
         }
         cfg.ifacePrefix = value;
+        break;
+      case OPT.hostBindingIpv4: {
+        const ip = tryParseIp(value);
+        if (!ip || ip.family !== 4) {
+          throw new InvalidArgumentError(`option ${key}=${value}: expected an IPv4 address`);
+        }
+        cfg.hostBindingIpv4 = formatIp(ip.family, ip.value);
+        break;
+      }
+      case OPT.gatewayModeIpv4:
+        if (value !== "nat" && value !== "routed") {
+          throw new InvalidArgumentError(
+            `option ${key}=${value}: expected nat or routed`,
+          );
+        }
+        cfg.gatewayModeIpv4 = value;
         break;
       default:
         if (NOT_YET.has(key)) {

@@ -4,6 +4,7 @@
  * @module
  */
 import { type Op, type Plan, plan } from "../../kernel/plan.ts";
+import type { PortBinding } from "../../model/objects.ts";
 import type { BridgeConfig } from "./options.ts";
 
 /** What the driver knows of one network. */
@@ -174,6 +175,14 @@ function nftParts(n: BridgeNetwork): NftParts {
         outRules.push(`${fam} saddr != ${a.pool} drop ${tag("internal-in")}`);
       }
     }
+  } else if (n.config.gatewayModeIpv4 === "nat") {
+    // From outside the bridge, only replies and published ports (DNATed) get in: Docker's
+    // FORWARD policy DROP with the DOCKER chain's ACCEPT per published port.
+    outRules.push(
+      `iifname != ${br} ct state established,related accept ${tag("established")}`,
+      `iifname != ${br} ct status dnat accept ${tag("published")}`,
+      `iifname != ${br} drop ${tag("unpublished")}`,
+    );
   }
   parts.chains.push({ name: `in-${id}`, rules: inRules });
   parts.fwdIn.push(`${br} : jump in-${id}`);
@@ -181,14 +190,53 @@ function nftParts(n: BridgeNetwork): NftParts {
     parts.chains.push({ name: `out-${id}`, rules: outRules });
     parts.fwdOut.push(`${br} : jump out-${id}`);
   }
-  if (!n.internal && n.config.masquerade && n.ipv4.length > 0) {
-    parts.chains.push({
-      name: `nat-${id}`,
-      rules: [`oifname != ${br} masquerade ${tag("masquerade")}`],
-    });
+  if (!n.internal && n.ipv4.length > 0) {
+    // Hairpin: a sandbox reaching a published port through a host address comes back
+    // from the gateway, so the reply returns through the host (Docker without the proxy).
+    const rules = [`oifname ${br} ct status dnat masquerade ${tag("hairpin")}`];
+    if (n.config.masquerade && n.config.gatewayModeIpv4 === "nat") {
+      rules.push(`oifname != ${br} masquerade ${tag("masquerade")}`);
+    }
+    parts.chains.push({ name: `nat-${id}`, rules });
     for (const a of n.ipv4) parts.natSrc.push(`${a.pool} : jump nat-${id}`);
   }
   return parts;
+}
+
+/** The published ports of one endpoint (programExternalConnectivity). */
+export interface PublishedEndpoint {
+  networkId: string;
+  endpointId: string;
+  /** The sandbox's IPv4 address, without prefix length. */
+  address: string;
+  /** Resolved bindings: `hostIp` set (`0.0.0.0` = any local address), `hostPort` > 0. */
+  bindings: PortBinding[];
+}
+
+/** The owner comment of an endpoint's port rules (revoke deletes the rules carrying it). */
+export function portsComment(p: { networkId: string; endpointId: string }): string {
+  return `cnm net=${p.networkId.slice(0, 12)} ep=${p.endpointId.slice(0, 12)} port`;
+}
+
+/**
+ * The DNAT rules of an endpoint's published ports, for the `ports` chain (jumped to from
+ * the nat prerouting and output hooks): a binding on `0.0.0.0` matches any local address
+ * (`fib daddr type local`, Docker's `--dst-type LOCAL`), 127.0.0.1 included.
+ */
+export function portRules(p: PublishedEndpoint): string[] {
+  return p.bindings.map((b) => {
+    const match = !b.hostIp || b.hostIp === "0.0.0.0"
+      ? "meta nfproto ipv4 fib daddr type local"
+      : `ip daddr ${b.hostIp}`;
+    return `${match} ${b.protocol} dport ${b.hostPort} dnat ip to ${p.address}:${b.containerPort} comment "${
+      portsComment(p)
+    }"`;
+  });
+}
+
+/** The transaction that adds an endpoint's port rules to a table {@linkcode nftScript} made. */
+export function nftAddPorts(table: string, p: PublishedEndpoint): string {
+  return portRules(p).map((r) => `add rule inet ${table} ports ${r}\n`).join("");
 }
 
 /**
@@ -196,8 +244,18 @@ function nftParts(n: BridgeNetwork): NftParts {
  * previous table (`table {}; delete table; table {...}`), or only deletes it when there is
  * no network. Used when the table's state is not known (start, reconcile, a failed
  * incremental change).
+ *
+ * Published ports: DNAT rules in chain `ports`, jumped to from `prerouting` (nat,
+ * `dstnat`) and `output` (nat, priority -100: nft 1.0.6 refuses the named priority there),
+ * so they answer from outside, from sandboxes (hairpin) and from the host itself;
+ * connections from 127.0.0.0/8 going out a bridge are masqueraded (with
+ * `route_localnet=1`, as Docker does without its userland proxy).
  */
-export function nftScript(table: string, nets: BridgeNetwork[]): string {
+export function nftScript(
+  table: string,
+  nets: BridgeNetwork[],
+  ports: PublishedEndpoint[] = [],
+): string {
   const head = `table inet ${table} {}\ndelete table inet ${table}\n`;
   if (nets.length === 0) return head;
   const sorted = [...nets].sort((a, b) => a.config.bridgeName.localeCompare(b.config.bridgeName));
@@ -225,6 +283,17 @@ export function nftScript(table: string, nets: BridgeNetwork[]): string {
     `    flags interval`,
     ...elements(all.flatMap((p) => p.natSrc)),
     `  }`,
+    `  chain ports {`,
+    ...ports.flatMap(portRules).map((r) => `    ${r}`),
+    `  }`,
+    `  chain prerouting {`,
+    `    type nat hook prerouting priority dstnat; policy accept;`,
+    `    jump ports`,
+    `  }`,
+    `  chain output {`,
+    `    type nat hook output priority -100; policy accept;`,
+    `    jump ports`,
+    `  }`,
     `  chain forward {`,
     `    type filter hook forward priority filter; policy accept;`,
     `    iifname vmap @fwd_in`,
@@ -233,6 +302,7 @@ export function nftScript(table: string, nets: BridgeNetwork[]): string {
     `  chain postrouting {`,
     `    type nat hook postrouting priority srcnat; policy accept;`,
     `    ip saddr vmap @nat_src`,
+    `    oifname @bridges ip saddr 127.0.0.0/8 masquerade comment "cnm localhost-ports"`,
     `  }`,
     `}`,
   ];

@@ -7,8 +7,11 @@ import {
   joinPlan,
   macFor,
   nftAddNetwork,
+  nftAddPorts,
   nftRemoveNetwork,
   nftScript,
+  portsComment,
+  type PublishedEndpoint,
 } from "./plan.ts";
 
 const ID_A = "aaaaaaaaaaaa" + "0".repeat(52);
@@ -126,7 +129,10 @@ Deno.test("parseBridgeOptions() rejects unknown keys and bad values", async (t) 
     [{ "com.docker.network.bridge.name": "name-that-is-too-long" }, /1 to 15 characters/],
     [{ "com.docker.network.bridge.name": "bad/name" }, /interface name/],
     [{ "com.docker.network.container_iface_prefix": "9x" }, /a letter first/],
-    [{ "com.docker.network.bridge.host_binding_ipv4": "1.2.3.4" }, /not supported by cnm yet/],
+    [{ "com.docker.network.bridge.host_binding_ipv4": "1.2.3" }, /expected an IPv4 address/],
+    [{ "com.docker.network.bridge.host_binding_ipv4": "::1" }, /expected an IPv4 address/],
+    [{ "com.docker.network.bridge.gateway_mode_ipv4": "isolated" }, /expected nat or routed/],
+    [{ "com.docker.network.bridge.inhibit_ipv4": "true" }, /not supported by cnm yet/],
   ];
   for (const [opts, re] of bad) {
     await t.step(Object.entries(opts)[0].join("="), () => {
@@ -147,6 +153,65 @@ Deno.test("parseBridgeOptions() rejects unknown keys and bad values", async (t) 
       masquerade: true,
       mtu: 1500,
       ifacePrefix: "eth",
+      hostBindingIpv4: "0.0.0.0",
+      gatewayModeIpv4: "nat",
     });
   });
+  await t.step("host_binding_ipv4 and gateway_mode_ipv4 are parsed", () => {
+    const cfg = parseBridgeOptions(ID_A, {
+      "com.docker.network.bridge.host_binding_ipv4": "127.0.0.1",
+      "com.docker.network.bridge.gateway_mode_ipv4": "routed",
+    }, false);
+    assert.equal(cfg.hostBindingIpv4, "127.0.0.1");
+    assert.equal(cfg.gatewayModeIpv4, "routed");
+  });
+});
+
+const PUBLISHED: PublishedEndpoint = {
+  networkId: ID_A,
+  endpointId: "eeeeeeeeeeee" + "0".repeat(52),
+  address: "10.1.0.2",
+  bindings: [
+    { hostIp: "0.0.0.0", hostPort: 8080, containerPort: 80, protocol: "tcp" },
+    { hostIp: "198.51.100.1", hostPort: 5353, containerPort: 53, protocol: "udp" },
+  ],
+};
+
+Deno.test("nftScript() publishes ports: DNAT from prerouting and output, localhost masquerade", async () => {
+  await golden("nft_ports", nftScript("cnmt_x_bridge", [net(ID_A, {})], [PUBLISHED]));
+});
+
+Deno.test("nftAddPorts() only adds DNAT rules carrying the endpoint's owner comment", async () => {
+  const add = nftAddPorts("cnmt_x_bridge", PUBLISHED);
+  assert.ok(!/^(delete|flush)/m.test(add), "adding deletes nothing");
+  for (const line of add.trim().split("\n")) {
+    assert.ok(line.endsWith(`comment "${portsComment(PUBLISHED)}"`), line);
+  }
+  await golden("nft_add_ports", add);
+});
+
+Deno.test("nftScript() for gateway_mode_ipv4=routed: no masquerade, no drop from outside", () => {
+  const text = nftScript("t", [
+    net(ID_A, { "com.docker.network.bridge.gateway_mode_ipv4": "routed" }),
+  ]);
+  assert.ok(!/oifname != "br-aaaaaaaaaaaa" masquerade/.test(text), text);
+  assert.ok(!/unpublished/.test(text), text);
+  assert.match(text, /hairpin/);
+});
+
+Deno.test("nftScript() applies the same isolation to IPv6: dual-stack and internal networks", async () => {
+  const v6 = { ipv6: [{ pool: "fd00:1::/64", gateway: "fd00:1::1/64" }] };
+  const text = nftScript("cnmt_x_bridge", [
+    net(ID_A, {}, v6),
+    net(ID_B, {}, {
+      internal: true,
+      ipv4: [{ pool: "10.2.0.0/24", gateway: "10.2.0.1/24" }],
+      ipv6: [{ pool: "fd00:2::/64", gateway: "fd00:2::1/64" }],
+    }),
+  ]);
+  // the isolation and from-outside rules match on interfaces only: both families
+  assert.match(text, /oifname @bridges oifname != "br-aaaaaaaaaaaa" drop/);
+  assert.match(text, /ip6 daddr != fd00:2::\/64 drop/);
+  assert.match(text, /ip6 saddr != fd00:2::\/64 drop/);
+  await golden("nft_dual_stack", text);
 });

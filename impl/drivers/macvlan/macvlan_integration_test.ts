@@ -251,7 +251,9 @@ Deno.test({
   async fn() {
     await withLab(async (lab) => {
       const before = await links(lab.host);
-      const namespaces = await listNetns();
+      // only this test's namespaces: other runs may come and go meanwhile
+      const ours = async () => (await listNetns()).filter((n) => n.startsWith(lab.prefix));
+      const namespaces = await ours();
       const req = netReq({ parent: "nosuchif0" });
       await assert.rejects(() => lab.driver.createNetwork(req), (e: Error) => {
         assert.ok(e instanceof InvalidArgumentError, `${e.name}: ${e.message}`);
@@ -259,7 +261,7 @@ Deno.test({
         return true;
       });
       assert.deepEqual(await links(lab.host), before);
-      assert.deepEqual(await listNetns(), namespaces);
+      assert.deepEqual(await ours(), namespaces);
       // the same network with a parent that exists is fine
       await lab.driver.createNetwork({ ...req, options: { parent: "lan0" } });
       await lab.driver.deleteNetwork(req.networkId);
