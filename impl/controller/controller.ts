@@ -546,6 +546,15 @@ export class Controller {
         }
         const aliases = [...new Set(opts.aliases ?? [])];
         for (const a of aliases) validateName("alias", a);
+        // the reverse of a service's own check: a service's name on this network is taken
+        const taken = new Set(this.#services.onNetwork(net.id).map((v) => v.name.toLowerCase()));
+        for (const n of [sb.name, sb.hostname, ...aliases]) {
+          if (taken.has(n.toLowerCase())) {
+            throw new ConflictError(
+              `name ${n} is already used on network ${net.name} by a service`,
+            );
+          }
+        }
         const publish = normalizePublish(opts.publish);
         let ipv4: string | undefined;
         let ipv6: string | undefined;

@@ -168,3 +168,24 @@ Deno.test("createService() rolls back the VIP and the record when nft fails", as
   const svc = await ctl.createService({ name: "svc", network: "web" });
   assert.equal(svc.vip, "10.1.0.5", "the VIP was released");
 });
+
+Deno.test("connect() refuses a sandbox name, hostname or alias that is a service's name on that network", async () => {
+  const { ctl, store } = await setup();
+  await ctl.createService({ name: "api", network: "web" });
+  await ctl.createSandbox({ name: "api" });
+  await rejects(
+    ctl.connect("web", "api"),
+    "conflict",
+    /name api is already used on network web by a service/,
+  );
+  await rejects(
+    ctl.connect("web", "lonely", { aliases: ["API"] }),
+    "conflict",
+    /name API is already used/,
+  );
+  await ctl.createSandbox({ name: "h", hostname: "api" });
+  await rejects(ctl.connect("web", "h"), "conflict", /name api is already used/);
+  // nothing half-made, and the same names are fine on another network
+  assert.equal(store.list("endpoint").filter((e) => e.name === "lonely").length, 0);
+  await ctl.connect("db", "api");
+});
