@@ -13,6 +13,7 @@
  * @module
  */
 import { exec, run } from "../harness/exec.ts";
+import { answers, spawnLogged, stopProcess, waitReady } from "./process.ts";
 import {
   type AdapterOptions,
   type Capability,
@@ -123,41 +124,32 @@ export class DockerAdapter implements Implementation {
 
   async #startContainerd(e: Engine): Promise<void> {
     const sock = `${e.dir}/containerd.sock`;
-    e.containerd = new Deno.Command("nsenter", {
-      args: [
-        `--net=${e.host.netnsPath}`,
-        this.#opts.options["containerd"] ?? "containerd",
-        "--address",
-        sock,
-        "--root",
-        `${e.dir}/cd-root`,
-        "--state",
-        `${e.dir}/cd-state`,
-      ],
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    for (const s of [e.containerd.stdout, e.containerd.stderr]) {
-      const f = await Deno.open(`${e.dir}/containerd.log`, {
-        append: true,
-        create: true,
-        write: true,
-      });
-      s.pipeTo(f.writable).catch(() => {});
-    }
-    const deadline = Date.now() + 20_000;
-    while (Date.now() < deadline) {
-      if (await Deno.stat(sock).then(() => true, () => false)) return;
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    throw new ImplementationError("internal", `containerd on ${e.host.name} did not start`);
+    const logFile = `${e.dir}/containerd.log`;
+    e.containerd = await spawnLogged([
+      "nsenter",
+      `--net=${e.host.netnsPath}`,
+      this.#opts.options["containerd"] ?? "containerd",
+      "--address",
+      sock,
+      "--root",
+      `${e.dir}/cd-root`,
+      "--state",
+      `${e.dir}/cd-state`,
+    ], logFile);
+    await waitReady(e.containerd, () => Deno.stat(sock).then(() => true, () => false), {
+      deadlineMs: 20_000,
+      logFile,
+      onFailure: (tail) =>
+        new ImplementationError("internal", `containerd on ${e.host.name} did not start: ${tail}`),
+    });
   }
 
   async #startDockerd(e: Engine): Promise<void> {
     if (!e.containerd) await this.#startContainerd(e);
     const dns = e.host.dnsUpstreams[0] ?? "127.0.0.1";
-    const args = [
+    // nsenter execs dockerd, so the child's pid is dockerd's
+    e.child = await spawnLogged([
+      "nsenter",
       `--net=${e.host.netnsPath}`,
       this.#opts.options["dockerd"] ?? "dockerd",
       "--data-root",
@@ -177,49 +169,18 @@ export class DockerAdapter implements Implementation {
       "--live-restore",
       "--dns",
       dns,
-    ];
-    e.child = new Deno.Command("nsenter", { args, stdin: "null", stdout: "piped", stderr: "piped" })
-      .spawn();
-    for (const s of [e.child.stdout, e.child.stderr]) {
-      const f = await Deno.open(e.logFile!, { append: true, create: true, write: true });
-      s.pipeTo(f.writable).catch(() => {});
-    }
-    const deadline = Date.now() + 30_000;
-    while (Date.now() < deadline) {
-      try {
-        const r = await fetch("http://docker/_ping", {
-          client: e.client,
-          signal: AbortSignal.timeout(1000),
-        });
-        await r.body?.cancel();
-        if (r.ok) return;
-      } catch { /* not up yet */ }
-      const exited = await Promise.race([
-        e.child.status.then(() => true),
-        new Promise<false>((r) => setTimeout(() => r(false), 100)),
-      ]);
-      if (exited) break;
-    }
-    const tail = (await Deno.readTextFile(e.logFile!).catch(() => "")).trim().split("\n").slice(-3);
-    throw new ImplementationError(
-      "internal",
-      `dockerd on ${e.host.name} did not start: ${tail.join(" | ")}`,
-    );
+    ], e.logFile!);
+    await waitReady(e.child, () => answers(e.client, "http://docker/_ping"), {
+      deadlineMs: 30_000,
+      logFile: e.logFile!,
+      onFailure: (tail) =>
+        new ImplementationError("internal", `dockerd on ${e.host.name} did not start: ${tail}`),
+    });
   }
 
   async #stopDockerd(e: Engine, signal: Deno.Signal): Promise<void> {
     if (!e.child) return;
-    // nsenter execs dockerd, so the child's pid is dockerd's
-    try {
-      e.child.kill(signal);
-    } catch { /* gone */ }
-    const t = setTimeout(() => {
-      try {
-        e.child?.kill("SIGKILL");
-      } catch { /* gone */ }
-    }, 20_000);
-    await e.child.status;
-    clearTimeout(t);
+    await stopProcess(e.child, signal, 20_000);
     e.child = undefined;
   }
 
@@ -502,10 +463,7 @@ export class DockerAdapter implements Implementation {
         await this.#call(e, "DELETE", `/images/${IMAGE}?force=1`).catch(() => {});
         await this.#stopDockerd(e, "SIGTERM");
         if (e.containerd) {
-          try {
-            e.containerd.kill("SIGTERM");
-          } catch { /* gone */ }
-          await e.containerd.status;
+          await stopProcess(e.containerd, "SIGTERM");
           e.containerd = undefined;
         }
         // dockerd leaves its mounts under data-root when killed; take them down

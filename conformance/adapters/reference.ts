@@ -19,6 +19,7 @@ import {
   type ServiceSpec,
 } from "../impl.ts";
 import { exec } from "../harness/exec.ts";
+import { answers, spawnLogged, stopProcess, waitReady } from "./process.ts";
 
 interface Daemon {
   host: Host;
@@ -99,55 +100,25 @@ export class ReferenceAdapter implements Implementation {
       d.socket,
       ...d.host.dnsUpstreams.flatMap((ip) => ["--dns", ip]),
     ];
-    // the native binary (Deno.execPath), so signals reach the daemon itself
     const fault = this.#opts.options["daemon-fault"];
-    d.child = new Deno.Command(Deno.execPath(), {
-      args,
-      // the daemon's one test hook (impl/daemon/test_fault.ts), for --fault only
-      env: fault ? { CNM_TEST_FAULT: fault } : undefined,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    for (const stream of [d.child.stdout, d.child.stderr]) {
-      const file = await Deno.open(d.logFile, { append: true, create: true, write: true });
-      stream.pipeTo(file.writable).catch(() => {});
-    }
-    const deadline = Date.now() + 15_000;
-    while (Date.now() < deadline) {
-      try {
-        const r = await fetch("http://cnm/info", {
-          client: d.client,
-          signal: AbortSignal.timeout(1000),
-        });
-        await r.body?.cancel();
-        if (r.ok) return;
-      } catch { /* not yet */ }
-      const exited = await Promise.race([
-        d.child.status.then(() => true),
-        new Promise<false>((r) => setTimeout(() => r(false), 50)),
-      ]);
-      if (exited) break;
-    }
-    const tail = (await Deno.readTextFile(d.logFile).catch(() => "")).trim().split("\n").slice(-5);
-    throw new ImplementationError(
-      "internal",
-      `cnm daemon on ${d.host.name} did not start: ${tail.join(" | ")}`,
+    // the native binary (Deno.execPath), so signals reach the daemon itself; CNM_TEST_FAULT
+    // is the daemon's one test hook (impl/daemon/test_fault.ts), for --fault only
+    d.child = await spawnLogged(
+      [Deno.execPath(), ...args],
+      d.logFile,
+      fault ? { CNM_TEST_FAULT: fault } : undefined,
     );
+    await waitReady(d.child, () => answers(d.client, "http://cnm/info"), {
+      deadlineMs: 15_000,
+      logFile: d.logFile,
+      onFailure: (tail) =>
+        new ImplementationError("internal", `cnm daemon on ${d.host.name} did not start: ${tail}`),
+    });
   }
 
   async #stop(d: Daemon, signal: Deno.Signal): Promise<void> {
     if (!d.child) return;
-    try {
-      d.child.kill(signal);
-    } catch { /* exited */ }
-    const timer = setTimeout(() => {
-      try {
-        d.child?.kill("SIGKILL");
-      } catch { /* exited */ }
-    }, 10_000);
-    await d.child.status;
-    clearTimeout(timer);
+    await stopProcess(d.child, signal);
     d.child = undefined;
   }
 
