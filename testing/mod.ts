@@ -156,3 +156,41 @@ export async function prefixResidue(prefix: string, keep: string[] = []): Promis
   } catch { /* no /etc/netns */ }
   return out;
 }
+
+/**
+ * A throwaway host namespace `host` linked to an "outside" namespace `out` (documentation
+ * range 198.51.100.0/24: the host is .1 on out0, the outside .2 on eth0), the outside
+ * routing each of `routes` through the host.
+ */
+export async function addHostWithOutside(
+  host: string,
+  out: string,
+  routes: string[] = [],
+): Promise<void> {
+  await addNetns(host);
+  await addNetns(out);
+  await must([
+    "ip",
+    "-n",
+    host,
+    "link",
+    "add",
+    "out0",
+    "type",
+    "veth",
+    "peer",
+    "netns",
+    out,
+    "name",
+    "eth0",
+  ]);
+  await must(
+    ["ip", "-n", host, "-batch", "-"],
+    "addr add 198.51.100.1/24 dev out0\nlink set out0 up\n",
+  );
+  await must(
+    ["ip", "-n", out, "-batch", "-"],
+    "addr add 198.51.100.2/24 dev eth0\nlink set eth0 up\n" +
+      routes.map((r) => `route add ${r} via 198.51.100.1\n`).join(""),
+  );
+}

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { type Controller, openController } from "../../../mod.ts";
 import {
-  addNetns,
+  addHostWithOutside,
   isRoot,
   must,
   prefixResidue,
@@ -28,32 +28,9 @@ Deno.test({
     const stateDir = await Deno.makeTempDir({ prefix: "cnm-ports-" });
     let ctl: Controller | undefined;
     try {
-      await addNetns(host);
-      await addNetns(out);
-      await must([
-        "ip",
-        "-n",
-        host,
-        "link",
-        "add",
-        "out0",
-        "type",
-        "veth",
-        "peer",
-        "netns",
-        out,
-        "name",
-        "eth0",
-      ]);
-      await must(
-        ["ip", "-n", host, "-batch", "-"],
-        `addr add ${HOST_IP}/24 dev out0\nlink set out0 up\n`,
-      );
       // the outside routes the subnet via the host: direct routing must still be refused
-      await must(
-        ["ip", "-n", out, "-batch", "-"],
-        "addr add 198.51.100.2/24 dev eth0\nlink set eth0 up\nlink set lo up\nroute add 10.231.0.0/24 via 198.51.100.1\n",
-      );
+      await addHostWithOutside(host, out, ["10.231.0.0/24"]);
+      await must(["ip", "-n", out, "link", "set", "lo", "up"]);
       const open = () => openController({ hostNetns: host, prefix, stateDir });
       ctl = await open();
       await ctl.createNetwork({ name: "pub", subnet: "10.231.0.0/24" });

@@ -7,9 +7,8 @@
 import assert from "node:assert/strict";
 import { type Controller, openController } from "../../../mod.ts";
 import {
-  addNetns,
+  addHostWithOutside,
   isRoot,
-  must,
   prefixResidue,
   removeNetnsByPrefix,
   sh,
@@ -25,33 +24,8 @@ Deno.test({
     const host = `${prefix}-host`, out = `${prefix}-out`;
     let ctl: Controller | undefined;
     try {
-      await addNetns(host);
-      await addNetns(out);
-      await must([
-        "ip",
-        "-n",
-        host,
-        "link",
-        "add",
-        "out0",
-        "type",
-        "veth",
-        "peer",
-        "netns",
-        out,
-        "name",
-        "eth0",
-      ]);
-      await must(
-        ["ip", "-n", host, "-batch", "-"],
-        "addr add 198.51.100.1/24 dev out0\nlink set out0 up\n",
-      );
       // the outside machine routes both subnets through the host
-      await must(
-        ["ip", "-n", out, "-batch", "-"],
-        "addr add 198.51.100.2/24 dev eth0\nlink set eth0 up\n" +
-          "route add 10.232.0.0/24 via 198.51.100.1\nroute add 10.233.0.0/24 via 198.51.100.1\n",
-      );
+      await addHostWithOutside(host, out, ["10.232.0.0/24", "10.233.0.0/24"]);
       ctl = await openController({ hostNetns: host, prefix, stateDir: ":memory:" });
       await ctl.createNetwork({ name: "natted", subnet: "10.232.0.0/24" });
       await ctl.createNetwork({
