@@ -50,3 +50,19 @@ export function randomHex(n: number): string {
   const bytes = crypto.getRandomValues(new Uint8Array(Math.ceil(n / 2)));
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("").slice(0, n);
 }
+
+/**
+ * MAC for an endpoint: Docker 20.10 derives it from the IPv4 address, `02:42:` + the four
+ * octets (`netutils.GenerateMACFromIP`, research/libnetwork.md §3.1 "Older releases");
+ * random and locally administered when there is no IPv4 address.
+ */
+export function macFor(ipv4?: string): string {
+  let bytes: number[];
+  if (ipv4) {
+    bytes = [0x02, 0x42, ...ipv4.split("/")[0].split(".").map(Number)];
+  } else {
+    bytes = Array.from(crypto.getRandomValues(new Uint8Array(6)));
+    bytes[0] = (bytes[0] & 0xfe) | 0x02;
+  }
+  return bytes.map((b) => b.toString(16).padStart(2, "0")).join(":");
+}
