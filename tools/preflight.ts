@@ -15,6 +15,8 @@ export const REQUIRED: Record<string, string> = {
   socat: "socat",
   nsenter: "util-linux",
   sysctl: "procps",
+  ps: "procps",
+  curl: "curl",
 };
 
 async function have(cmd: string): Promise<boolean> {
