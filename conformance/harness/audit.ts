@@ -28,6 +28,13 @@ export async function snapshot(): Promise<Snapshot> {
   try {
     for await (const e of Deno.readDir("/etc/netns")) items.add(`/etc/netns/${e.name}`);
   } catch { /* none */ }
+  // the hosts' state directories (daemon state, Docker data-roots)
+  const tmp = Deno.env.get("TMPDIR") ?? "/tmp";
+  try {
+    for await (const e of Deno.readDir(tmp)) {
+      if (e.name.startsWith("cnmt-")) items.add(`${tmp}/${e.name}`);
+    }
+  } catch { /* no temp dir */ }
   return { items };
 }
 
@@ -50,7 +57,8 @@ export async function residue(
   // Namespaces and /etc/netns entries are ours only when they carry the run's prefix (other
   // runs may be going on); a new root link or nft table cannot be attributed, so it counts.
   const added = [...after.items].filter((x) => !before.items.has(x)).filter((x) =>
-    !(x.startsWith("netns ") || x.startsWith("/etc/netns/")) || x.includes(prefix)
+    !(x.startsWith("netns ") || x.startsWith("/etc/netns/") || x.includes("/cnmt-")) ||
+    x.includes(prefix)
   );
   return [...added, ...(await processesWith(prefix))];
 }
