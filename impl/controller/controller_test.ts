@@ -3,44 +3,19 @@
  * (no root). The same behaviours run on real kernel objects in controller_integration_test.ts.
  */
 import assert from "node:assert/strict";
-import { createDefaultDrivers } from "../../mod.ts";
-import { createDefaultIpam } from "../ipam/mod.ts";
-import { type Command, FakeRunner, Kernel, MemoryFs } from "../kernel/mod.ts";
-import { CnmError, KernelCommandError } from "../model/errors.ts";
-import { openStore } from "../store/mod.ts";
-import { Controller, nextIfname } from "./controller.ts";
+import { fakeController as makeFake, rejectsKind } from "../../testing/fake_controller.ts";
+import type { Command } from "../kernel/mod.ts";
+import { KernelCommandError } from "../model/errors.ts";
+import { type Controller, nextIfname } from "./controller.ts";
 
 function fakeController(fail?: (cmd: Command) => boolean) {
-  const runner = new FakeRunner((cmd) => {
-    if (fail?.(cmd)) return { code: 2, stderr: "injected" };
-    // no link exists yet: `ip link show dev X` fails as on a fresh host
-    if (cmd.argv.includes("show")) return { code: 1, stderr: "Device does not exist" };
-    return undefined;
-  });
-  const fs = new MemoryFs();
-  const kernel = new Kernel({ runner, fs });
-  const store = openStore(":memory:");
-  const ctl = new Controller({
-    kernel,
-    store,
-    ipam: createDefaultIpam(),
-    drivers: createDefaultDrivers({ kernel, hostNetns: "h", prefix: "t" }),
-    hostNetns: "h",
-    prefix: "t",
+  return makeFake({
     dns: ["192.0.2.53"],
+    respond: (cmd) => (fail?.(cmd) ? { code: 2, stderr: "injected" } : undefined),
   });
-  return { ctl, runner, fs, store };
 }
 
-async function rejects(p: Promise<unknown>, kind: string, re: RegExp) {
-  await assert.rejects(p, (e: unknown) => {
-    assert.ok(e instanceof CnmError, `a CnmError, got ${e}`);
-    assert.equal(e.kind, kind, e.message);
-    assert.match(e.message, re);
-    assert.ok(!e.message.includes("\n"), "one line");
-    return true;
-  });
-}
+const rejects = rejectsKind;
 
 Deno.test("Controller.createNetwork() refuses bad input with typed one-line errors", async (t) => {
   const { ctl, store } = fakeController();

@@ -4,45 +4,34 @@
  * nothing left behind, disconnect removes the rules.
  */
 import assert from "node:assert/strict";
-import { createDefaultDrivers } from "../../mod.ts";
-import { createDefaultIpam } from "../ipam/mod.ts";
-import { type Command, FakeRunner, Kernel, MemoryFs } from "../kernel/mod.ts";
+import { fakeController as makeFake } from "../../testing/fake_controller.ts";
+import type { Command } from "../kernel/mod.ts";
 import { CnmError } from "../model/errors.ts";
-import { openStore } from "../store/mod.ts";
-import { Controller } from "./controller.ts";
+import type { openStore } from "../store/mod.ts";
+import type { Controller } from "./controller.ts";
 import { normalizePublish } from "./ports.ts";
 
 function fakeController() {
-  const runner = new FakeRunner((cmd: Command) => {
-    if (cmd.argv.includes("show")) return { code: 1, stderr: "Device does not exist" };
-    if (cmd.argv.includes("/proc/sys/net/ipv4/ip_local_port_range")) {
-      return { stdout: "32768\t60999\n" };
-    }
-    if (cmd.argv.join(" ").includes("nft -j -a list chain")) {
-      // the rules of endpoint "a" (handle 7) and of another endpoint (handle 9)
-      return {
-        stdout: JSON.stringify({
-          nftables: [
-            { rule: { handle: 7, comment: ruleOwner.a } },
-            { rule: { handle: 9, comment: "cnm net=x ep=y port" } },
-          ],
-        }),
-      };
-    }
-    return undefined;
-  });
-  const kernel = new Kernel({ runner, fs: new MemoryFs() });
-  const store = openStore(":memory:");
-  const ctl = new Controller({
-    kernel,
-    store,
-    ipam: createDefaultIpam(),
-    drivers: createDefaultDrivers({ kernel, hostNetns: "h", prefix: "t" }),
-    hostNetns: "h",
-    prefix: "t",
+  return makeFake({
     dns: ["192.0.2.53"],
+    respond: (cmd: Command) => {
+      if (cmd.argv.includes("/proc/sys/net/ipv4/ip_local_port_range")) {
+        return { stdout: "32768\t60999\n" };
+      }
+      if (cmd.argv.join(" ").includes("nft -j -a list chain")) {
+        // the rules of endpoint "a" (handle 7) and of another endpoint (handle 9)
+        return {
+          stdout: JSON.stringify({
+            nftables: [
+              { rule: { handle: 7, comment: ruleOwner.a } },
+              { rule: { handle: 9, comment: "cnm net=x ep=y port" } },
+            ],
+          }),
+        };
+      }
+      return undefined;
+    },
   });
-  return { ctl, runner, store };
 }
 const ruleOwner: Record<string, string> = {};
 

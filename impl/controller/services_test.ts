@@ -3,13 +3,10 @@
  * nft program written, and what the resolver is told.
  */
 import assert from "node:assert/strict";
-import { createDefaultDrivers } from "../../mod.ts";
-import { createDefaultIpam } from "../ipam/mod.ts";
-import { type Command, FakeRunner, Kernel, MemoryFs } from "../kernel/mod.ts";
-import { CnmError } from "../model/errors.ts";
-import { openStore } from "../store/mod.ts";
+import { fakeController as makeFake, rejectsKind } from "../../testing/fake_controller.ts";
+import type { Command, FakeRunner } from "../kernel/mod.ts";
 import type { DnsEndpoint } from "../dns/records.ts";
-import { Controller, type SandboxResolver } from "./controller.ts";
+import type { SandboxResolver } from "./controller.ts";
 
 function fakeResolver() {
   const eps = new Map<string, DnsEndpoint>();
@@ -23,22 +20,10 @@ function fakeResolver() {
 }
 
 async function setup(fail?: (cmd: Command) => boolean) {
-  const runner = new FakeRunner((cmd) => {
-    if (fail?.(cmd)) return { code: 2, stderr: "injected" };
-    if (cmd.argv.includes("show")) return { code: 1, stderr: "Device does not exist" };
-    return undefined;
-  });
-  const kernel = new Kernel({ runner, fs: new MemoryFs() });
-  const store = openStore(":memory:");
   const { r, eps } = fakeResolver();
-  const ctl = new Controller({
-    kernel,
-    store,
-    ipam: createDefaultIpam(),
-    drivers: createDefaultDrivers({ kernel, hostNetns: "h", prefix: "t" }),
-    hostNetns: "h",
-    prefix: "t",
+  const { ctl, runner, store } = makeFake({
     resolver: r,
+    respond: (cmd) => (fail?.(cmd) ? { code: 2, stderr: "injected" } : undefined),
   });
   const net = await ctl.createNetwork({ name: "web", subnet: "10.1.0.0/24" });
   await ctl.createNetwork({ name: "db", subnet: "10.2.0.0/24" });
@@ -50,15 +35,7 @@ async function setup(fail?: (cmd: Command) => boolean) {
   return { ctl, runner, store, eps, net };
 }
 
-async function rejects(p: Promise<unknown>, kind: string, re: RegExp) {
-  await assert.rejects(p, (e: unknown) => {
-    assert.ok(e instanceof CnmError, `a CnmError, got ${e}`);
-    assert.equal(e.kind, kind, e.message);
-    assert.match(e.message, re);
-    assert.ok(!e.message.includes("\n"), "one line");
-    return true;
-  });
-}
+const rejects = rejectsKind;
 
 /** The last nft script written. */
 function lastNft(runner: FakeRunner): string {

@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
-import { Controller, createDefaultDrivers, createDefaultIpam, openStore } from "../../mod.ts";
+import { fakeController } from "../../testing/fake_controller.ts";
 import type { NetworkDriver } from "../driver_api/mod.ts";
-import { FakeRunner, Kernel, MemoryFs } from "../kernel/mod.ts";
 import { UnsupportedError } from "../model/errors.ts";
 import { createApiHandler, type DaemonInfo, errorResponse, statusOfKind } from "./api.ts";
 
@@ -28,26 +27,12 @@ function unsupportedDriver(): NetworkDriver {
  * `failing` makes matching commands fail as the kernel would.
  */
 function fakeApi(failing?: (argv: string[]) => boolean) {
-  const runner = new FakeRunner((cmd) => {
-    if (failing?.(cmd.argv)) {
-      return { code: 2, stderr: "RTNETLINK answers: Operation not permitted" };
-    }
-    if (cmd.argv.includes("show") && cmd.argv.includes("link")) {
-      return { code: 1, stderr: 'Device "x" does not exist.' };
-    }
-    return undefined;
-  });
-  const kernel = new Kernel({ runner, fs: new MemoryFs() });
-  const controller = new Controller({
-    kernel,
-    store: openStore(":memory:"),
-    ipam: createDefaultIpam(),
-    drivers: [
-      ...createDefaultDrivers({ kernel, hostNetns: "h", prefix: "t" }),
-      unsupportedDriver(),
-    ],
-    hostNetns: "h",
-    prefix: "t",
+  const { ctl: controller, runner } = fakeController({
+    respond: (cmd) =>
+      failing?.(cmd.argv)
+        ? { code: 2, stderr: "RTNETLINK answers: Operation not permitted" }
+        : undefined,
+    extraDrivers: [unsupportedDriver()],
   });
   const info: DaemonInfo = { version: "9.9.9", hostNetns: "h", prefix: "t", pid: 4242 };
   const handler = createApiHandler(controller, info);
