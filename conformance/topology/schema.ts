@@ -6,6 +6,7 @@
  * @module
  */
 import { parseDocument } from "yaml";
+import type { NetworkSpec } from "../impl.ts";
 import { z } from "zod";
 import { type Cidr, contains, overlaps, parseCidr, parseIp, within } from "./cidr.ts";
 
@@ -62,18 +63,8 @@ const topologySchema = z.strictObject({
   expect: z.array(expectSchema).optional(),
 });
 
-/** A network of a topology (the shape of the suite's `NetworkSpec`). */
-export interface TopologyNetwork {
-  name: string;
-  driver: string;
-  host?: string;
-  subnet?: string;
-  gateway?: string;
-  ipRange?: string;
-  ipv6Subnet?: string;
-  internal?: boolean;
-  options?: Record<string, string>;
-}
+/** A network of a topology: exactly what the suite asks an implementation to create. */
+export type TopologyNetwork = NetworkSpec;
 
 /** A sandbox's attachment to a network. */
 export interface Attachment {

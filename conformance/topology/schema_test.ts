@@ -7,7 +7,7 @@ import {
   type Topology,
   TopologyError,
 } from "./mod.ts";
-import { overlaps, parseIpv6 } from "./cidr.ts";
+import { overlaps } from "./cidr.ts";
 
 const FIXTURES = new URL("../../fixtures/", import.meta.url);
 
@@ -268,10 +268,6 @@ Deno.test("loadTopology names an unreadable file", async () => {
 });
 
 Deno.test("cidr helpers", () => {
-  assert.equal(parseIpv6("fd00::1"), 0xfd00n << 112n | 1n);
-  assert.equal(parseIpv6("::ffff:10.0.0.1"), 0xffffn << 32n | 0x0a000001n);
-  assert.equal(parseIpv6("1:2:3:4:5:6:7:8:9"), undefined);
-  assert.equal(parseIpv6("fd00:::1"), undefined);
   const c = parseCidr("fd00:250::/64", 6);
   assert.ok(typeof c !== "string" && c.bits === 64);
   assert.match(String(parseCidr("10.1.0.0/16", 6)), /not IPv6/);
