@@ -221,7 +221,9 @@ export function portsComment(p: { networkId: string; endpointId: string }): stri
 /**
  * The DNAT rules of an endpoint's published ports, for the `ports` chain (jumped to from
  * the nat prerouting and output hooks): a binding on `0.0.0.0` matches any local address
- * (`fib daddr type local`, Docker's `--dst-type LOCAL`), 127.0.0.1 included.
+ * (`fib daddr type local`, Docker's `--dst-type LOCAL`), 127.0.0.1 included but only for
+ * the host's own connections (see {@linkcode nftScript}); a binding on an address matches
+ * that address only.
  */
 export function portRules(p: PublishedEndpoint): string[] {
   return p.bindings.map((b) => {
@@ -250,6 +252,15 @@ export function nftAddPorts(table: string, p: PublishedEndpoint): string {
  * so they answer from outside, from sandboxes (hairpin) and from the host itself;
  * connections from 127.0.0.0/8 going out a bridge are masqueraded (with
  * `route_localnet=1`, as Docker does without its userland proxy).
+ *
+ * Loopback stays on the host: `route_localnet=1` would let a neighbour send a packet to
+ * 127.0.0.1 to the host's MAC and have it DNATed to a sandbox (or delivered to a local
+ * socket bound to 127.0.0.1). Chain `localhost` (filter, prerouting, priority raw: before
+ * conntrack and NAT) drops anything to 127.0.0.0/8 that did not come in on `lo`, as
+ * Docker's raw `PREROUTING -d 127.0.0.0/8 ! -i lo -j DROP`; and `prerouting` never jumps to
+ * `ports` for 127.0.0.0/8, so only the host's own connections (nat output) are DNATed
+ * there. Replies to those are not affected: at raw priority they are still addressed to
+ * the bridge's gateway (the masquerade is undone later).
  */
 export function nftScript(
   table: string,
@@ -283,11 +294,16 @@ export function nftScript(
     `    flags interval`,
     ...elements(all.flatMap((p) => p.natSrc)),
     `  }`,
+    `  chain localhost {`,
+    `    type filter hook prerouting priority raw; policy accept;`,
+    `    iifname != "lo" ip daddr 127.0.0.0/8 drop comment "cnm localhost-guard"`,
+    `  }`,
     `  chain ports {`,
     ...ports.flatMap(portRules).map((r) => `    ${r}`),
     `  }`,
     `  chain prerouting {`,
     `    type nat hook prerouting priority dstnat; policy accept;`,
+    `    ip daddr 127.0.0.0/8 return comment "cnm localhost-ports: from the host only"`,
     `    jump ports`,
     `  }`,
     `  chain output {`,

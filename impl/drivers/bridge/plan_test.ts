@@ -215,3 +215,23 @@ Deno.test("nftScript() applies the same isolation to IPv6: dual-stack and intern
   assert.match(text, /ip6 saddr != fd00:2::\/64 drop/);
   await golden("nft_dual_stack", text);
 });
+
+Deno.test("nftScript() keeps 127.0.0.0/8 on the host: dropped at raw unless from lo, never DNATed from prerouting", () => {
+  const text = nftScript("t", [net(ID_A, {})], [PUBLISHED]);
+  const chain = (name: string) =>
+    text.match(new RegExp(`  chain ${name} \\{\\n([^}]*)\\n  \\}`))?.[1];
+  // before conntrack and NAT (raw, -300): a neighbour's packet to 127/8 goes no further
+  assert.equal(
+    chain("localhost"),
+    [
+      `    type filter hook prerouting priority raw; policy accept;`,
+      `    iifname != "lo" ip daddr 127.0.0.0/8 drop comment "cnm localhost-guard"`,
+    ].join("\n"),
+  );
+  // and the nat prerouting hook never looks up ports for 127/8 (the host's own connections
+  // are DNATed in output)
+  const pre = chain("prerouting")!.split("\n").map((l) => l.trim());
+  assert.ok(pre.indexOf("jump ports") > 0, pre.join("\n"));
+  assert.match(pre[pre.indexOf("jump ports") - 1], /^ip daddr 127\.0\.0\.0\/8 return/);
+  assert.match(chain("output")!, /jump ports/);
+});
