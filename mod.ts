@@ -74,7 +74,7 @@ export interface OpenControllerOptions {
    * library default is off, so a program embedding the controller opts in).
    */
   embeddedDns?: boolean;
-  /** Test hook only (impl/daemon/test_fault.ts): wraps the embedded resolver. */
+  /** Wraps the embedded resolver (the test-only faults of testing/test_faults.ts use it). */
   wrapResolver?: (r: SandboxResolver) => SandboxResolver;
   /** Predefined local pools (`--default-pool`). */
   defaultPools?: PredefinedPool[];

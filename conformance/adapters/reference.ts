@@ -54,6 +54,7 @@ export class ReferenceAdapter implements Implementation {
         "bridge.mtu",
         "static-ip",
         "ip-range",
+        "ipam.docker-policy",
         "restart",
         "aliases",
         "dns",
@@ -84,12 +85,7 @@ export class ReferenceAdapter implements Implementation {
   }
 
   async #start(d: Daemon): Promise<void> {
-    const args = [
-      "run",
-      "-A",
-      "--unstable-net",
-      `${this.#opts.repoRoot}/impl/cli/main.ts`,
-      "daemon",
+    const daemonArgs = [
       "--netns",
       d.host.netns,
       "--prefix",
@@ -101,12 +97,15 @@ export class ReferenceAdapter implements Implementation {
       ...d.host.dnsUpstreams.flatMap((ip) => ["--dns", ip]),
     ];
     const fault = this.#opts.options["daemon-fault"];
-    // the native binary (Deno.execPath), so signals reach the daemon itself; CNM_TEST_FAULT
-    // is the daemon's one test hook (impl/daemon/test_fault.ts), for --fault only
+    // `cnm daemon ARGS`, or for --fault (a fault inside the daemon) the test-only entry
+    // point that runs the same daemon with that fault: `cnm` itself has no fault switch
+    const entry = fault
+      ? [`${this.#opts.repoRoot}/testing/faulty_daemon.ts`, "--fault", fault, "--"]
+      : [`${this.#opts.repoRoot}/impl/cli/main.ts`, "daemon"];
+    // the native binary (Deno.execPath), so signals reach the daemon itself
     d.child = await spawnLogged(
-      [Deno.execPath(), ...args],
+      [Deno.execPath(), "run", "-A", "--unstable-net", ...entry, ...daemonArgs],
       d.logFile,
-      fault ? { CNM_TEST_FAULT: fault } : undefined,
     );
     await waitReady(d.child, () => answers(d.client, "http://cnm/info"), {
       deadlineMs: 15_000,
@@ -263,6 +262,11 @@ export class ReferenceAdapter implements Implementation {
     const d = this.#daemon(host);
     await this.#stop(d, how === "graceful" ? "SIGTERM" : "SIGKILL");
     await this.#start(d);
+  }
+
+  async version(): Promise<string> {
+    const info = await this.#call<{ version?: string }>(this.#daemon(), "GET", "/info");
+    return info.version ?? "";
   }
 
   async debugState(host: string): Promise<string> {

@@ -8,13 +8,12 @@
  */
 import denoJson from "../../deno.json" with { type: "json" };
 import { openController } from "../../mod.ts";
-import type { Controller } from "../controller/controller.ts";
+import type { Controller, SandboxResolver } from "../controller/controller.ts";
 import { Kernel } from "../kernel/kernel.ts";
 import type { Logger } from "../kernel/runner.ts";
 import { CnmError } from "../model/errors.ts";
 import { type ApiHandler, createApiHandler, type DaemonInfo } from "./api.ts";
 import { type DaemonConfig, parseDaemonArgs, UsageError } from "./flags.ts";
-import { faultyResolver } from "./test_fault.ts";
 
 /** cnm's version, as deno.json states it. */
 export const VERSION: string = denoJson.version;
@@ -36,10 +35,32 @@ export interface RunningDaemon {
   shutdown(): Promise<void>;
 }
 
+/**
+ * Programmatic hooks into a daemon, for a program that embeds it (the project's test-only
+ * entry point testing/faulty_daemon.ts uses them to inject faults). `cnm daemon` passes
+ * none, and nothing in the environment or on its command line sets them.
+ */
+export interface DaemonHooks {
+  /** Wraps the embedded resolver the controller is given (see `openController`). */
+  wrapResolver?: (resolver: SandboxResolver) => SandboxResolver;
+  /**
+   * Called once the controller is open (its state restored from the store and reconciled
+   * with the kernel, the resolvers of the sandboxes it found re-armed), just before the API
+   * starts serving.
+   */
+  onControllerOpen?: (controller: Controller) => void;
+}
+
 /** Options of {@linkcode startDaemon}. */
-export interface StartDaemonOptions {
+export interface StartDaemonOptions extends DaemonHooks {
   /** Where log lines go; default: stderr with a timestamp. */
   log?: Logger;
+}
+
+/** Options of {@linkcode runDaemon}. */
+export interface RunDaemonOptions extends DaemonHooks {
+  /** The socket when `--socket` is not given; default: `CNM_SOCKET`, else the default path. */
+  socket?: string;
 }
 
 /** Writes one timestamped line to stderr. */
@@ -170,10 +191,16 @@ export async function startDaemon(
     stateDir: config.stateDir,
     dns: config.dns.length > 0 ? config.dns : undefined,
     embeddedDns: true,
-    wrapResolver: faultyResolver(Deno.env.get("CNM_TEST_FAULT")),
+    wrapResolver: options.wrapResolver,
     defaultPools: config.defaultPools.length > 0 ? config.defaultPools : undefined,
     log,
   });
+  try {
+    options.onControllerOpen?.(controller);
+  } catch (err) {
+    await controller.close();
+    throw err;
+  }
 
   const info: DaemonInfo = {
     version: VERSION,
@@ -230,11 +257,12 @@ export async function startDaemon(
 /**
  * Runs `cnm daemon ARGS` until SIGTERM or SIGINT; returns the exit status (0 after a clean
  * stop, 1 when it cannot start, 2 on a usage error). `socket` is the fallback socket (the
- * CLI's global `--socket`, else `CNM_SOCKET`).
+ * CLI's global `--socket`, else `CNM_SOCKET`); the {@linkcode DaemonHooks} are for programs
+ * that embed the daemon (`cnm daemon` passes none).
  */
 export async function runDaemon(
   args: string[],
-  options: { socket?: string } = {},
+  options: RunDaemonOptions = {},
 ): Promise<number> {
   let config: DaemonConfig;
   try {
@@ -255,7 +283,10 @@ export async function runDaemon(
   }
   let daemon: RunningDaemon;
   try {
-    daemon = await startDaemon(config);
+    daemon = await startDaemon(config, {
+      wrapResolver: options.wrapResolver,
+      onControllerOpen: options.onControllerOpen,
+    });
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
     console.error(`cnm: ${message.replace(/\s+/g, " ")}`);
