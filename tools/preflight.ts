@@ -17,6 +17,7 @@ export const REQUIRED: Record<string, string> = {
   sysctl: "procps",
   ps: "procps",
   curl: "curl",
+  tcpdump: "tcpdump",
 };
 
 async function have(cmd: string): Promise<boolean> {

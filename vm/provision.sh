@@ -9,6 +9,7 @@ DENO_VERSION="${DENO_VERSION:-2.9.6}"
 declare -A NEED=(
   [ip]=iproute2 [ss]=iproute2 [nft]=nftables [ping]=iputils-ping [dig]=dnsutils
   [socat]=socat [nsenter]=util-linux [sysctl]=procps [ps]=procps [curl]=curl [npx]=npm
+  [tcpdump]=tcpdump
 )
 
 if [ "$(id -u)" -ne 0 ]; then

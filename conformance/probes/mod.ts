@@ -2,14 +2,21 @@
  * Probes the conformance cases use to observe an implementation from inside its
  * sandboxes' namespaces: ICMP/TCP/UDP/HTTP/DNS probes with paste-able reproducers,
  * responders that answer with a sandbox's identity, bounded polling, a reachability
- * matrix and a state dump for failure reports. Every command enters the namespace with
- * `nsenter --net=PATH` and is built from an argv (no shell strings).
+ * matrix and a state dump for failure reports; witnesses (passive captures in a target
+ * namespace) that see which token-carrying probe packets arrived, and the verdict of a
+ * probe from both ends. Every command enters the namespace with `nsenter --net=PATH` and
+ * is built from an argv (no shell strings).
  * @module
  */
 export {
+  type BurstOptions,
+  type BurstResult,
+  burstUdp,
+  classifyError,
   debugState,
   DEFAULT_TIMEOUT_MS,
   DEFAULT_UDP_TIMEOUT_MS,
+  harnessProblem,
   type HttpProbeResult,
   type IcmpOptions,
   isIpv6,
@@ -23,7 +30,26 @@ export {
   probeTcp,
   probeUdp,
   reachMatrix,
+  type TcpOptions,
+  type UdpOptions,
 } from "./probes.ts";
+export {
+  allocSourcePort,
+  type CaptureStats,
+  matchesToken,
+  newToken,
+  type Packet,
+  parseTcpdump,
+  SOURCE_PORT_MAX,
+  SOURCE_PORT_MIN,
+  startWitness,
+  TcpdumpParser,
+  type Token,
+  tokenMatcher,
+  type Witness,
+  type WitnessOptions,
+} from "./witness.ts";
+export { classifyProbe, type Outcome, type ProbeEvidence, type ProbeVerdict } from "./outcome.ts";
 export {
   type DnsOptions,
   type DnsProbeResult,

@@ -2,9 +2,23 @@
  * Probes that run inside a namespace (`nsenter --net=PATH ...`): ICMP, TCP, UDP and HTTP,
  * a reachability matrix, and a dump of a namespace's network state for failure reports.
  * Every probe returns a paste-able reproducer and never throws on a network failure.
+ *
+ * Probes can carry a witness token (see `witness.ts`): an ICMP payload pattern
+ * (`ping -p`), a TCP source port, a UDP payload. A probe that could not run at all
+ * (namespace missing, nsenter failing, a usage error of ping/socat/curl) comes back as
+ * `failure: "error"`, distinct from the network outcomes `timeout`, `refused` and
+ * `unreachable`.
  * @module
  */
-import { commandLine, nsArgv, pollUntil, runInNs } from "./run.ts";
+import {
+  commandLine,
+  nsArgv,
+  pollUntil,
+  runInNs,
+  type RunOptions,
+  type RunOutcome,
+} from "./run.ts";
+import { PAYLOAD_PATTERN } from "./witness.ts";
 
 export { pollUntil };
 export type { PollOptions } from "./run.ts";
@@ -27,8 +41,17 @@ export interface ProbeResult {
   detail: string;
   /** A command line that reproduces the probe (`nsenter --net=... ping -c1 -W1 10.1.0.3`). */
   command: string;
-  /** Why it failed, when it did. */
-  failure?: "timeout" | "refused" | "unreachable" | "error";
+  /**
+   * Why it failed, when it did: `timeout` (no answer), `refused` (a reset or an ICMP port
+   * unreachable), `unreachable` (no route, an ICMP unreachable/prohibited, a local filter
+   * refusing the send), `status` (an HTTP answer other than 2xx) or `error` (the probe
+   * could not run at all: the namespace is missing, nsenter failed, a usage error).
+   */
+  failure?: "timeout" | "refused" | "unreachable" | "status" | "error";
+  /** ICMP: echo replies that came back (of `count` sent). */
+  replies?: number;
+  /** True for a probe that does not wait for an answer ({@linkcode burstUdp}). */
+  oneWay?: boolean;
 }
 
 /** True when `ip` is an IPv6 literal. */
@@ -47,12 +70,57 @@ function checkPort(port: number): void {
   }
 }
 
-function classify(stderr: string): ProbeResult["failure"] {
-  const s = stderr.toLowerCase();
+/**
+ * The network outcome an error text names: `refused`, `unreachable` (including a local
+ * filter refusing a send with EPERM), `timeout`; anything else is `error`.
+ */
+export function classifyError(text: string): ProbeResult["failure"] {
+  const s = text.toLowerCase();
   if (s.includes("refused")) return "refused";
-  if (s.includes("unreachable") || s.includes("no route")) return "unreachable";
+  if (
+    s.includes("unreachable") || s.includes("no route") || s.includes("prohibited") ||
+    /\b(sendmsg|sendto|write|connect)\b.*operation not permitted/.test(s) ||
+    // a don't-fragment packet above the path's MTU: stopped on the way (locally or by an
+    // ICMP "fragmentation needed"), a network outcome like any other
+    s.includes("message too long") || s.includes("frag needed")
+  ) return "unreachable";
   if (s.includes("timed out") || s.includes("timeout")) return "timeout";
   return "error";
+}
+
+/**
+ * Why a probe process could not run at all, or undefined when it ran: nsenter's own
+ * complaint (`nsenter: cannot open /run/netns/x: ...`, `nsenter: failed to execute ...`)
+ * or a command-not-found exit (126/127).
+ */
+export function harnessProblem(out: { stderr: string; code: number }): string | undefined {
+  const lines = out.stderr.split("\n").map((l) => l.trim()).filter(Boolean);
+  const nsenter = lines.find((l) => l.startsWith("nsenter:"));
+  if (nsenter) return nsenter;
+  if (out.code === 126 || out.code === 127) return lines.at(-1) ?? `exit ${out.code}`;
+  return undefined;
+}
+
+/**
+ * Runs a probe process. One that could not run at all (cannot be spawned, nsenter
+ * failed, command not found) comes back as a finished `failure: "error"` result.
+ */
+async function run(
+  ns: string,
+  argv: string[],
+  opts: RunOptions,
+  command: string,
+): Promise<RunOutcome | ProbeResult> {
+  let out: RunOutcome;
+  try {
+    out = await runInNs(ns, argv, opts);
+  } catch (e) {
+    const why = `cannot start: ${e instanceof Error ? e.message : String(e)}`;
+    return { ok: false, detail: `error: ${why}`, command, failure: "error" };
+  }
+  const why = harnessProblem(out);
+  if (why) return { ok: false, detail: `error: ${why}`, command, failure: "error" };
+  return out;
 }
 
 function lastLine(text: string): string {
@@ -62,17 +130,27 @@ function lastLine(text: string): string {
 
 /** Options of {@linkcode probeIcmp}. */
 export interface IcmpOptions {
-  /** Wait for the echo reply this long (default 1000 ms). */
+  /** Wait for the echo reply this long (default 1000 ms); with `count`, after the last. */
   timeoutMs?: number;
-  /** Payload size (`ping -s`). */
+  /** Payload size (`ping -s`); at least 24 with a `pattern`. */
   size?: number;
   /** Set DF / forbid fragmentation (`ping -M do`). */
   dontFragment?: boolean;
+  /** Payload pattern (`ping -p`), e.g. a witness token: 2-32 hex digits, even. */
+  pattern?: string;
+  /** Echo requests to send (`ping -c`, default 1); `ok` when at least one reply came. */
+  count?: number;
+  /** Pause between requests (`ping -i`, default ping's 1 s; at least 2 ms). */
+  intervalMs?: number;
 }
 
+const ICMP_ERROR =
+  /^From (\S+)(?: icmp_seq=\d+)? (.*(?:Unreachable|Prohibited|filtered|exceeded).*)$/im;
+
 /**
- * One ICMP echo from namespace `fromNs` to `ip` (`ping -c1 -W`; `-6` for IPv6 literals).
- * `ok` when the reply came back in time.
+ * ICMP echo from namespace `fromNs` to `ip` (`ping -c1 -W`; `-6` for IPv6 literals), or
+ * a burst with `count` and `intervalMs` (`ping -c N -i 0.002`). `ok` when at least one
+ * reply came back in time; `replies` counts them.
  */
 export async function probeIcmp(
   fromNs: string,
@@ -80,30 +158,72 @@ export async function probeIcmp(
   opts: IcmpOptions = {},
 ): Promise<ProbeResult> {
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-  const argv = ["ping", ...(isIpv6(ip) ? ["-6"] : []), "-n", "-c1", "-W", seconds(timeoutMs)];
+  const count = opts.count ?? 1;
+  if (!Number.isInteger(count) || count < 1 || count > 10000) {
+    throw new RangeError(`invalid ping count ${count}`);
+  }
+  const argv = ["ping", ...(isIpv6(ip) ? ["-6"] : []), "-n", `-c${count}`];
+  let spread = 0;
+  if (opts.intervalMs !== undefined) {
+    if (!(opts.intervalMs >= 2) || !Number.isFinite(opts.intervalMs)) {
+      throw new RangeError(`invalid ping interval ${opts.intervalMs} ms (at least 2)`);
+    }
+    argv.push("-i", seconds(opts.intervalMs));
+    spread = (count - 1) * opts.intervalMs;
+  } else if (count > 1) {
+    spread = (count - 1) * 1000;
+  }
+  argv.push("-W", seconds(timeoutMs));
   if (opts.size !== undefined) {
     if (!Number.isInteger(opts.size) || opts.size < 0 || opts.size > 65507) {
       throw new RangeError(`invalid ping size ${opts.size}`);
     }
+    if (opts.pattern !== undefined && opts.size < 24) {
+      throw new RangeError(`ping size ${opts.size} leaves no room for a pattern (at least 24)`);
+    }
     argv.push("-s", String(opts.size));
   }
   if (opts.dontFragment) argv.push("-M", "do");
+  if (opts.pattern !== undefined) {
+    if (!/^(?:[0-9a-fA-F]{2}){1,16}$/.test(opts.pattern)) {
+      throw new TypeError(`invalid ping pattern ${JSON.stringify(opts.pattern)}`);
+    }
+    argv.push("-p", opts.pattern);
+  }
   argv.push(ip);
   const command = commandLine(nsArgv(fromNs, argv));
-  const out = await runInNs(fromNs, argv, { deadlineMs: timeoutMs + GRACE_MS });
-  if (out.code === 0) {
+  const out = await run(fromNs, argv, { deadlineMs: timeoutMs + spread + GRACE_MS }, command);
+  if ("ok" in out) return out;
+  const stats = /(\d+) packets transmitted, (\d+) received/.exec(out.stdout);
+  const replies = stats
+    ? Number(stats[2])
+    : out.stdout.split("\n").filter((l) => l.includes("bytes from")).length;
+  if (replies > 0) {
     const reply = out.stdout.split("\n").find((l) => l.includes("bytes from"))?.trim() ?? "reply";
-    return { ok: true, detail: `${reply} (${out.ms.toFixed(0)} ms)`, command };
+    const what = count === 1 ? reply : `${replies}/${count} replies, first: ${reply}`;
+    return { ok: true, detail: `${what} (${out.ms.toFixed(0)} ms)`, command, replies };
   }
-  if (out.timedOut) return { ok: false, detail: "timeout", command, failure: "timeout" };
+  if (out.timedOut) {
+    return { ok: false, detail: "timeout", command, failure: "timeout", replies };
+  }
+  const icmpError = ICMP_ERROR.exec(out.stdout);
+  if (icmpError) {
+    return {
+      ok: false,
+      detail: `unreachable: ${icmpError[2].trim()} from ${icmpError[1]}`,
+      command,
+      failure: "unreachable",
+      replies,
+    };
+  }
   const err = lastLine(out.stderr);
-  if (err) return { ok: false, detail: err, command, failure: classify(err) };
-  const stats = out.stdout.split("\n").find((l) => l.includes("packets transmitted"))?.trim();
+  if (err) return { ok: false, detail: err, command, failure: classifyError(err), replies };
   return {
     ok: false,
-    detail: `no reply: ${stats ?? `exit ${out.code}`}`,
+    detail: `no reply: ${stats?.[0] ?? `exit ${out.code}`}`,
     command,
     failure: "timeout",
+    replies,
   };
 }
 
@@ -113,16 +233,47 @@ export interface ProbeOptions {
   timeoutMs?: number;
 }
 
+/** Options of {@linkcode probeTcp}. */
+export interface TcpOptions extends ProbeOptions {
+  /** Bind this source port (socat `sourceport=N,reuseaddr`), e.g. a witness token. */
+  sourcePort?: number;
+  /**
+   * Send this text (and a newline) once connected: a token that survives a userland
+   * proxy. Without it nothing is sent.
+   */
+  payload?: string;
+}
+
+/** Options of {@linkcode probeUdp}. */
+export interface UdpOptions extends ProbeOptions {
+  /** The datagram's text (a newline is added), e.g. a witness token; default `probe`. */
+  payload?: string;
+  /** Bind this source port (socat `sourceport=N,reuseaddr`). */
+  sourcePort?: number;
+}
+
+function checkPayload(payload: string | undefined): void {
+  if (payload !== undefined && !PAYLOAD_PATTERN.test(payload)) {
+    throw new TypeError(
+      `invalid probe payload ${JSON.stringify(payload)}: use 1-64 printable ASCII characters`,
+    );
+  }
+}
+
+function sourcePortOption(port: number | undefined): string {
+  if (port === undefined) return "";
+  checkPort(port);
+  return `,sourceport=${port},reuseaddr`;
+}
+
 function socatTarget(proto: "TCP" | "UDP", ip: string, port: number): string {
   if (isIpv6(ip)) return `${proto}6:[${ip.replace(/^\[|\]$/g, "")}]:${port}`;
   if (/^\d+\.\d+\.\d+\.\d+$/.test(ip)) return `${proto}4:${ip}:${port}`;
   return `${proto}:${ip}:${port}`;
 }
 
-function replyResult(
-  out: { stdout: string; stderr: string; timedOut: boolean; ms: number; code: number },
-  command: string,
-): ProbeResult {
+function replyResult(out: RunOutcome | ProbeResult, command: string): ProbeResult {
+  if ("ok" in out) return out;
   const firstLine = out.stdout.split("\n")[0];
   if (out.stdout.length > 0) {
     const identity = firstLine.trim();
@@ -136,7 +287,7 @@ function replyResult(
   if (out.timedOut) return { ok: false, detail: "timeout", command, failure: "timeout" };
   const err = lastLine(out.stderr);
   if (err) {
-    const failure = classify(err);
+    const failure = classifyError(err);
     return { ok: false, detail: `${failure}: ${err}`, command, failure };
   }
   return { ok: false, detail: "no reply", command, failure: "timeout" };
@@ -144,52 +295,134 @@ function replyResult(
 
 /**
  * Connects from `fromNs` to `ip:port` over TCP and reads the reply (socat). `ok` when a
- * reply arrived; `identity` is the first line of it, trimmed.
+ * reply arrived; `identity` is the first line of it, trimmed. `sourcePort` binds the
+ * source port (a witness token); `payload` is sent once connected.
  */
 export async function probeTcp(
   fromNs: string,
   ip: string,
   port: number,
-  opts: ProbeOptions = {},
+  opts: TcpOptions = {},
 ): Promise<ProbeResult> {
   checkPort(port);
+  checkPayload(opts.payload);
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const t = seconds(timeoutMs);
-  const argv = [
-    "socat",
-    "-T",
-    t,
-    "-u",
-    `${socatTarget("TCP", ip, port)},connect-timeout=${t}`,
-    "STDOUT",
-  ];
-  const command = commandLine(nsArgv(fromNs, argv));
-  const out = await runInNs(fromNs, argv, { deadlineMs: timeoutMs + GRACE_MS, untilLine: true });
+  const target = `${socatTarget("TCP", ip, port)},connect-timeout=${t}${
+    sourcePortOption(opts.sourcePort)
+  }`;
+  const runOpts = { deadlineMs: timeoutMs + GRACE_MS, untilLine: true };
+  if (opts.payload === undefined) {
+    const argv = ["socat", "-T", t, "-u", target, "STDOUT"];
+    const command = commandLine(nsArgv(fromNs, argv));
+    return replyResult(await run(fromNs, argv, runOpts, command), command);
+  }
+  const argv = ["socat", "-T", t, "-t", t, "-", target];
+  const command = `printf '%s\\n' ${shellArg(opts.payload)} | ${commandLine(nsArgv(fromNs, argv))}`;
+  const out = await run(fromNs, argv, { ...runOpts, stdin: `${opts.payload}\n` }, command);
   return replyResult(out, command);
+}
+
+function shellArg(text: string): string {
+  return commandLine([text]);
 }
 
 /**
  * Sends one datagram from `fromNs` to `ip:port` over UDP and waits for the reply (socat).
  * `ok` when a reply arrived; `identity` is its first line, trimmed. An ICMP port
- * unreachable ends the probe early as `refused`.
+ * unreachable ends the probe early as `refused`. The datagram is `payload` and a newline
+ * (default `probe`), from `sourcePort` when given.
  */
 export async function probeUdp(
   fromNs: string,
   ip: string,
   port: number,
-  opts: ProbeOptions = {},
+  opts: UdpOptions = {},
 ): Promise<ProbeResult> {
   checkPort(port);
+  checkPayload(opts.payload);
   const timeoutMs = opts.timeoutMs ?? DEFAULT_UDP_TIMEOUT_MS;
   const t = seconds(timeoutMs);
-  const argv = ["socat", "-T", t, "-t", t, "-", socatTarget("UDP", ip, port)];
-  const command = `echo probe | ${commandLine(nsArgv(fromNs, argv))}`;
-  const out = await runInNs(fromNs, argv, {
-    stdin: "probe\n",
+  const target = `${socatTarget("UDP", ip, port)}${sourcePortOption(opts.sourcePort)}`;
+  const argv = ["socat", "-T", t, "-t", t, "-", target];
+  const payload = opts.payload ?? "probe";
+  const feed = opts.payload === undefined ? "echo probe" : `printf '%s\\n' ${shellArg(payload)}`;
+  const command = `${feed} | ${commandLine(nsArgv(fromNs, argv))}`;
+  const out = await run(fromNs, argv, {
+    stdin: `${payload}\n`,
     deadlineMs: timeoutMs + GRACE_MS,
     untilLine: true,
-  });
+  }, command);
   return replyResult(out, command);
+}
+
+/** A {@linkcode ProbeResult} of {@linkcode burstUdp}: `sent` counts datagrams handed over. */
+export interface BurstResult extends ProbeResult {
+  sent: number;
+}
+
+/** Options of {@linkcode burstUdp}. */
+export interface BurstOptions {
+  /** Kill the sender after this long (default 1000 ms + 1 ms per datagram). */
+  timeoutMs?: number;
+}
+
+/**
+ * The fixed script of {@linkcode burstUdp}: `$1` = address, `$2` = port, the rest are
+ * payloads. Each payload is written to its own `/dev/udp` socket (bash opens a fresh one
+ * per redirection, so each datagram has its own source port); prints how many went out.
+ */
+const BURST_SCRIPT = 'ip=$1 port=$2; shift 2; n=0; for p in "$@"; do ' +
+  `printf '%s' "$p" >"/dev/udp/$ip/$port" && n=$((n+1)); done; echo "sent $n"`;
+
+/**
+ * Sends one datagram per payload from `fromNs` to `ip:port`, from ONE process (bash with
+ * a fixed script; the payloads are its arguments), without waiting for replies: the
+ * target's witness says which arrived. `ok` when every datagram was handed to the kernel;
+ * `oneWay` is set.
+ */
+export async function burstUdp(
+  fromNs: string,
+  ip: string,
+  port: number,
+  payloads: string[],
+  opts: BurstOptions = {},
+): Promise<BurstResult> {
+  checkPort(port);
+  if (payloads.length < 1 || payloads.length > 10000) {
+    throw new RangeError(`burstUdp: ${payloads.length} payloads (1-10000)`);
+  }
+  for (const p of payloads) checkPayload(p);
+  const host = ip.replace(/^\[|\]$/g, "");
+  if (!/^[0-9A-Fa-f.:]+$/.test(host)) throw new TypeError(`burstUdp: invalid address ${ip}`);
+  const argv = ["bash", "-c", BURST_SCRIPT, "cnm-burst", host, String(port), ...payloads];
+  const command = commandLine(nsArgv(fromNs, argv));
+  const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS + payloads.length;
+  const out = await run(fromNs, argv, { deadlineMs: timeoutMs }, command);
+  if ("ok" in out) return { ...out, sent: 0, oneWay: true };
+  const sent = Number(/sent (\d+)/.exec(out.stdout)?.[1] ?? 0);
+  const total = payloads.length;
+  if (sent === total) {
+    return {
+      ok: true,
+      detail: `sent ${sent} datagrams in ${out.ms.toFixed(0)} ms`,
+      command,
+      sent,
+      oneWay: true,
+    };
+  }
+  const err = lastLine(out.stderr);
+  const failure = out.timedOut ? "timeout" : err ? classifyError(err) : "error";
+  return {
+    ok: false,
+    detail: `sent ${sent}/${total}${out.timedOut ? " (killed at the deadline)" : ""}${
+      err ? `: ${err}` : ""
+    }`,
+    command,
+    failure,
+    sent,
+    oneWay: true,
+  };
 }
 
 const STATUS_MARK = "\n__cnm_http_status__:";
@@ -214,7 +447,8 @@ export async function probeHttp(
   const base = ["curl", "-sS", "-g", "--noproxy", "*", "--max-time", t, "--connect-timeout", t];
   const argv = [...base, "-w", `${STATUS_MARK}%{http_code}`, url];
   const command = commandLine(nsArgv(fromNs, [...base, url]));
-  const out = await runInNs(fromNs, argv, { deadlineMs: timeoutMs + GRACE_MS });
+  const out = await run(fromNs, argv, { deadlineMs: timeoutMs + GRACE_MS }, command);
+  if ("ok" in out) return out;
   const at = out.stdout.lastIndexOf(STATUS_MARK);
   const status = at >= 0 ? Number(out.stdout.slice(at + STATUS_MARK.length).trim()) : 0;
   if (status > 0) {
@@ -227,13 +461,13 @@ export async function probeHttp(
       status,
       detail: `HTTP ${status} "${identity.slice(0, 80)}" in ${out.ms.toFixed(0)} ms`,
       command,
-      ...(ok ? {} : { failure: "error" as const }),
+      ...(ok ? {} : { failure: "status" as const }),
     };
   }
   if (out.timedOut) return { ok: false, detail: "timeout", command, failure: "timeout" };
   const err = lastLine(out.stderr) || `curl exit ${out.code}`;
   // curl: 7 = could not connect, 28 = timeout
-  const failure = out.code === 28 ? "timeout" : classify(err);
+  const failure = out.code === 28 ? "timeout" : classifyError(err);
   return { ok: false, detail: `${failure}: ${err}`, command, failure };
 }
 
