@@ -1,20 +1,34 @@
 /**
  * Declarative topologies: the YAML format of `fixtures/`, its validation, and the
- * reachability a topology implies.
+ * reachability and egress a topology implies.
  * @module
  */
 export {
   type Attachment,
+  type EgressExpectation,
+  type EgressRef,
   ENABLE_ICC,
   type EndpointRef,
   type Expectation,
   iccEnabled,
+  impliedEgress,
   impliedReachability,
+  isEgressExpectation,
   loadTopology,
+  OUTSIDE,
   parseTopology,
   type Topology,
   TopologyError,
   type TopologyNetwork,
   type TopologySandbox,
 } from "./schema.ts";
-export { type Cidr, contains, overlaps, parseCidr, parseIp, within } from "./cidr.ts";
+export {
+  type Cidr,
+  contains,
+  type IpAddr,
+  overlaps,
+  parseAddr,
+  parseCidr,
+  parseIp,
+  within,
+} from "./cidr.ts";

@@ -1,7 +1,8 @@
 /**
  * Declarative topologies (YAML, see fixtures/README.md): networks, sandboxes attached to
- * them, and the reachability they imply. Every file is validated at the boundary (zod for
- * shape, then cross references); errors are ONE line naming the file and the field:
+ * them, and the reachability and egress they imply. Every file is validated at the
+ * boundary (zod for shape, then cross references); errors are ONE line naming the file and
+ * the field:
  * `fixtures/x.yaml: sandboxes[2].networks[0]: unknown network "blu"`.
  * @module
  */
@@ -12,6 +13,9 @@ import { type Cidr, contains, overlaps, parseCidr, parseIp, within } from "./cid
 
 /** Docker's rule for object names. */
 const NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/;
+
+/** The `to:` of an `expect` entry about the external world rather than a sandbox. */
+export const OUTSIDE = "outside";
 
 /** The option that turns inter-container communication off on a bridge network. */
 export const ENABLE_ICC = "com.docker.network.bridge.enable_icc";
@@ -47,10 +51,12 @@ const sandboxSchema = z.strictObject({
   networks: z.array(attachmentSchema).default([]),
 });
 
+// `network` is required unless `to` is "outside", where it is forbidden (checked after
+// the shape, with the file's field named; see `expectations`)
 const expectSchema = z.strictObject({
   from: z.string(),
   to: z.string(),
-  network: z.string(),
+  network: z.string().optional(),
   reach: z.boolean(),
 });
 
@@ -89,6 +95,23 @@ export interface Expectation {
   reach: boolean;
 }
 
+/**
+ * An explicit egress expectation (`to: outside`, no `network`): does sandbox `from` reach
+ * the external world (the harness's outside namespace) through the host?
+ */
+export interface EgressExpectation {
+  from: string;
+  to: typeof OUTSIDE;
+  reach: boolean;
+}
+
+/** True when an `expect` entry is about the outside rather than a sandbox's address. */
+export function isEgressExpectation(
+  e: Expectation | EgressExpectation,
+): e is EgressExpectation {
+  return !("network" in e);
+}
+
 /** A validated topology. */
 export interface Topology {
   name: string;
@@ -96,7 +119,8 @@ export interface Topology {
   mirrors?: string;
   networks: TopologyNetwork[];
   sandboxes: TopologySandbox[];
-  expect: Expectation[];
+  /** The file's `expect:` entries in file order, sandbox targets and `to: outside` alike. */
+  expect: (Expectation | EgressExpectation)[];
   /** The file it came from (as given to {@linkcode loadTopology}). */
   file: string;
 }
@@ -196,6 +220,9 @@ function check(t: Omit<Topology, "file">, file: string): void {
   t.sandboxes.forEach((s, i) => {
     const at = `sandboxes[${i}]`;
     if (boxes.has(s.name)) fail(`${at}.name`, `duplicate sandbox "${s.name}"`);
+    if (s.name === OUTSIDE) {
+      fail(`${at}.name`, `"${OUTSIDE}" is reserved (expect entries use "to: ${OUTSIDE}")`);
+    }
     const seen = new Set<string>();
     s.networks.forEach((a, j) => {
       const att = `${at}.networks[${j}]`;
@@ -227,12 +254,39 @@ function check(t: Omit<Topology, "file">, file: string): void {
     const from = boxes.get(e.from);
     if (!from) return fail(`${at}.from`, `unknown sandbox "${e.from}"`);
     if (from.networks.length === 0) fail(`${at}.from`, `sandbox "${e.from}" is on no network`);
+    if (isEgressExpectation(e)) return;
     const to = boxes.get(e.to);
     if (!to) return fail(`${at}.to`, `unknown sandbox "${e.to}"`);
     if (!nets.has(e.network)) fail(`${at}.network`, `unknown network "${e.network}"`);
     if (!to.networks.some((a) => a.network === e.network)) {
       fail(`${at}.network`, `sandbox "${e.to}" is not on network "${e.network}"`);
     }
+  });
+}
+
+/**
+ * The `expect:` entries as typed expectations: `to: outside` takes no `network`, any other
+ * `to` needs one. Throws the first problem.
+ */
+function expectations(
+  raw: { from: string; to: string; network?: string; reach: boolean }[],
+  file: string,
+): (Expectation | EgressExpectation)[] {
+  return raw.map(({ from, to, network, reach }, i) => {
+    if (to === OUTSIDE) {
+      if (network !== undefined) {
+        throw new TopologyError(
+          file,
+          `expect[${i}].network`,
+          `not allowed with "to: ${OUTSIDE}" (the outside is reached through the host, not on a network)`,
+        );
+      }
+      return { from, to: OUTSIDE, reach };
+    }
+    if (network === undefined) {
+      throw new TopologyError(file, `expect[${i}].network`, "missing (expected string)");
+    }
+    return { from, to, network, reach };
   });
 }
 
@@ -267,7 +321,7 @@ export function parseTopology(text: string, file: string): Topology {
       ...s,
       networks: s.networks.map((a) => typeof a === "string" ? { network: a } : { ...a }),
     })),
-    expect: d.expect ?? [],
+    expect: expectations(d.expect ?? [], file),
   };
   check(topology, file);
   return { ...topology, file };
@@ -300,7 +354,8 @@ export interface EndpointRef {
  *   (`com.docker.network.bridge.enable_icc=false` blocks all but self);
  * - `internal` changes nothing here (it only cuts the way out);
  * - the file's `expect:` entries then override or confirm cells (for every row of the
- *   `from` sandbox).
+ *   `from` sandbox); `to: outside` entries are not cells of this matrix (see
+ *   {@linkcode impliedEgress}).
  * Rows of one sandbox are therefore identical; the matrix is square so it fits `Grid`.
  */
 export function impliedReachability(
@@ -324,10 +379,47 @@ export function impliedReachability(
     })
   );
   for (const e of t.expect) {
+    if (isEgressExpectation(e)) continue;
     const j = endpoints.findIndex((d) => d.sandbox === e.to && d.network === e.network);
     endpoints.forEach((src, i) => {
       if (src.sandbox === e.from) matrix[i][j] = e.reach;
     });
   }
   return { labels: endpoints.map((e) => `${e.sandbox}@${e.network}`), matrix, endpoints };
+}
+
+/** One sandbox's row of {@linkcode impliedEgress}. */
+export interface EgressRef {
+  sandbox: string;
+  /** Whether the sandbox reaches the outside (after the file's `to: outside` entries). */
+  reach: boolean;
+  /**
+   * The sandbox's non-internal networks, in attachment order: the ways out the rules see
+   * (Docker masquerades them through the host). Empty when the rules imply no egress; not
+   * changed by `expect:` entries.
+   */
+  via: string[];
+}
+
+/**
+ * The egress a topology implies, one entry per sandbox in file order: whether the sandbox
+ * reaches the external world (the harness's outside namespace) through the host.
+ * - a sandbox reaches outside iff at least one of its networks is not `internal` (Docker's
+ *   bridge masquerades non-internal networks; an internal network has no way out, and a
+ *   sandbox on no network has none either); icc does not matter;
+ * - the file's `to: outside` entries then override or confirm it, as `expect:` entries do
+ *   for {@linkcode impliedReachability}.
+ */
+export function impliedEgress(t: Topology): EgressRef[] {
+  const internal = new Set(t.networks.filter((n) => n.internal).map((n) => n.name));
+  const rows = t.sandboxes.map((s) => {
+    const via = s.networks.map((a) => a.network).filter((n) => !internal.has(n));
+    return { sandbox: s.name, reach: via.length > 0, via };
+  });
+  for (const e of t.expect) {
+    if (!isEgressExpectation(e)) continue;
+    const row = rows.find((r) => r.sandbox === e.from);
+    if (row) row.reach = e.reach;
+  }
+  return rows;
 }

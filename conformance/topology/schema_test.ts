@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import {
+  impliedEgress,
   impliedReachability,
+  isEgressExpectation,
   loadTopology,
   parseCidr,
   parseTopology,
@@ -56,6 +58,11 @@ Deno.test("every shipped fixture loads, with distinct subnets inside 10.200.0.0/
     // explicit expectations agree with the rules (the files state, they do not override)
     const rules = impliedReachability({ ...t, expect: [] });
     assert.deepEqual(impliedReachability(t).matrix, rules.matrix, `${name}: expect vs rules`);
+    const egressRules = impliedEgress({ ...t, expect: [] });
+    assert.deepEqual(impliedEgress(t), egressRules, `${name}: egress expect vs rules`);
+    // every shipped fixture states every sandbox's egress
+    const stated = t.expect.filter(isEgressExpectation).map((e) => e.from).sort();
+    assert.deepEqual(stated, t.sandboxes.map((s) => s.name).sort(), `${name}: egress stated`);
   }
 });
 
@@ -96,6 +103,92 @@ Deno.test("internal: peers on the internal network reach each other, nothing cro
     "v2>v1@vault",
     "v2>v2@vault",
   ]);
+});
+
+/** `impliedEgress` as "sandbox:reach" strings, in file order. */
+function egress(t: Topology): string[] {
+  return impliedEgress(t).map((e) => `${e.sandbox}:${e.reach}`);
+}
+
+Deno.test("internal: vault sandboxes have no way out, the lobby one goes out", async () => {
+  const t = await loadTopology(new URL("internal.yaml", FIXTURES).pathname);
+  assert.deepEqual(impliedEgress(t), [
+    { sandbox: "v1", reach: false, via: [] },
+    { sandbox: "v2", reach: false, via: [] },
+    { sandbox: "l1", reach: true, via: ["lobby"] },
+  ]);
+  assert.deepEqual(
+    t.expect.filter(isEgressExpectation),
+    [
+      { from: "v1", to: "outside", reach: false },
+      { from: "v2", to: "outside", reach: false },
+      { from: "l1", to: "outside", reach: true },
+    ],
+  );
+});
+
+Deno.test("egress: every sandbox of two-networks, multihomed and icc-disabled goes out", async () => {
+  for (const name of ["two-networks", "multihomed", "icc-disabled"]) {
+    const t = await loadTopology(new URL(`${name}.yaml`, FIXTURES).pathname);
+    assert.deepEqual(egress(t), t.sandboxes.map((s) => `${s.name}:true`), name);
+  }
+  const t = await loadTopology(new URL("multihomed.yaml", FIXTURES).pathname);
+  assert.deepEqual(impliedEgress(t).find((e) => e.sandbox === "m")?.via, ["west", "east"]);
+});
+
+Deno.test("egress rules: one non-internal network suffices; none, or no network, is no way out", () => {
+  const t = parseTopology(
+    `
+name: egress
+description: egress rules in one file
+networks:
+  - { name: in, subnet: 10.204.0.0/24, internal: true }
+  - { name: out, subnet: 10.204.1.0/24 }
+  - { name: quiet, subnet: 10.204.2.0/24, options: { com.docker.network.bridge.enable_icc: "false" } }
+sandboxes:
+  - { name: a, networks: [in] }
+  - { name: b, networks: [in, out] }
+  - { name: c, networks: [quiet] }
+  - { name: d }
+`,
+    "inline.yaml",
+  );
+  assert.deepEqual(impliedEgress(t), [
+    { sandbox: "a", reach: false, via: [] },
+    { sandbox: "b", reach: true, via: ["out"] },
+    { sandbox: "c", reach: true, via: ["quiet"] },
+    { sandbox: "d", reach: false, via: [] },
+  ]);
+  // egress entries are not cells of the matrix, and sandbox entries do not touch egress
+  assert.equal(impliedReachability(t).labels.length, 4);
+});
+
+Deno.test("expect: to: outside entries override the egress rule", () => {
+  const t = parseTopology(
+    `
+name: override-egress
+description: an implementation that stated a different way out
+networks: [{ name: in, subnet: 10.204.0.0/24, internal: true }, { name: out, subnet: 10.204.1.0/24 }]
+sandboxes:
+  - { name: a, networks: [in] }
+  - { name: b, networks: [out] }
+expect:
+  - { from: a, to: outside, reach: true }
+  - { from: b, to: outside, reach: false }
+  - { from: a, to: b, network: out, reach: false }
+`,
+    "inline.yaml",
+  );
+  assert.deepEqual(impliedEgress(t), [
+    { sandbox: "a", reach: true, via: [] },
+    { sandbox: "b", reach: false, via: ["out"] },
+  ]);
+  assert.deepEqual(egress({ ...t, expect: [] }), ["a:false", "b:true"]);
+  assert.deepEqual(t.expect[0], { from: "a", to: "outside", reach: true });
+  assert.ok(!("network" in t.expect[0]));
+  assert.ok(isEgressExpectation(t.expect[0]) && !isEgressExpectation(t.expect[2]));
+  // the matrix is unchanged by the egress entries (a and b share no network anyway)
+  assert.deepEqual(impliedReachability(t).matrix, [[true, false], [false, true]]);
 });
 
 Deno.test("expect: entries override the rules for every row of the source sandbox", () => {
@@ -235,6 +328,47 @@ expect: [{ from: a, to: a, network: red }]`,
       `fixtures/x.yaml: expect[0].reach: missing (expected boolean)`,
     ],
     [
+      `${HEAD}networks: [{ name: red }]
+sandboxes: [{ name: a, networks: [red] }]
+expect: [{ from: a, to: outside, network: red, reach: true }]`,
+      `fixtures/x.yaml: expect[0].network: not allowed with "to: outside" (the outside is reached through the host, not on a network)`,
+    ],
+    [
+      `${HEAD}networks: [{ name: red }]
+sandboxes: [{ name: a, networks: [red] }]
+expect: [{ from: zed, to: outside, reach: false }]`,
+      `fixtures/x.yaml: expect[0].from: unknown sandbox "zed"`,
+    ],
+    [
+      `${HEAD}networks: [{ name: red }]
+sandboxes: [{ name: a, networks: [red] }, { name: b }]
+expect: [{ from: a, to: outside, reach: true }, { from: b, to: outside, reach: false }]`,
+      `fixtures/x.yaml: expect[1].from: sandbox "b" is on no network`,
+    ],
+    [
+      `${HEAD}networks: [{ name: red }]
+sandboxes: [{ name: a, networks: [red] }]
+expect: [{ from: a, to: outside }]`,
+      `fixtures/x.yaml: expect[0].reach: missing (expected boolean)`,
+    ],
+    [
+      `${HEAD}networks: [{ name: red }]
+sandboxes: [{ name: a, networks: [red] }]
+expect: [{ from: a, to: outside, reach: "yes" }]`,
+      `fixtures/x.yaml: expect[0].reach: expected boolean, received string`,
+    ],
+    [
+      `${HEAD}networks: [{ name: red }]
+sandboxes: [{ name: a, networks: [red] }, { name: b, networks: [red] }]
+expect: [{ from: a, to: b, reach: true }]`,
+      `fixtures/x.yaml: expect[0].network: missing (expected string)`,
+    ],
+    [
+      `${HEAD}networks: [{ name: red }]
+sandboxes: [{ name: a, networks: [red] }, { name: outside, networks: [red] }]`,
+      `fixtures/x.yaml: sandboxes[1].name: "outside" is reserved (expect entries use "to: outside")`,
+    ],
+    [
       `name: x
 networks: [{ name: red }]
 sandboxes: [{ name: a }]`,
@@ -281,4 +415,6 @@ Deno.test("the format example in fixtures/README.md is valid", async () => {
   const t = parseTopology(yaml, "fixtures/README.md");
   assert.equal(t.sandboxes[1].networks[1].ipv4, "10.200.2.10");
   assert.equal(t.networks[0].options?.["com.docker.network.bridge.enable_icc"], "false");
+  assert.deepEqual(impliedEgress(t).map((e) => e.reach), [true, true]);
+  assert.ok(t.expect.some(isEgressExpectation), "the example shows a to: outside entry");
 });
