@@ -17,7 +17,12 @@
  * @module
  */
 
-/** Features a case may need. An implementation declares those it has. */
+/**
+ * Features a case may need. An implementation declares those it has. Most name a CNM
+ * feature; `ipam.docker-policy` is Docker's address policy beyond CNM (the gateway is the
+ * subnet's first address, a released address is the next handed out, an overlapping subnet
+ * is refused at create), so a non-Docker implementation can run the CNM semantics without it.
+ */
 export type Capability =
   | "bridge"
   | "bridge.icc"
@@ -27,6 +32,7 @@ export type Capability =
   | "ipv6"
   | "static-ip"
   | "ip-range"
+  | "ipam.docker-policy"
   | "aliases"
   | "ports"
   | "restart"
@@ -50,6 +56,7 @@ export const ALL_CAPABILITIES: readonly Capability[] = [
   "ipv6",
   "static-ip",
   "ip-range",
+  "ipam.docker-policy",
   "aliases",
   "ports",
   "restart",
@@ -191,6 +198,17 @@ export interface Implementation extends AsyncDisposable {
    * as text; optional.
    */
   debugState?(host: string): Promise<string>;
+  /**
+   * The engine's version (`20.10.24`), called after the first `addHost`; listed
+   * divergences apply only to the versions they name.
+   */
+  version?(): Promise<string>;
+  /**
+   * Capabilities the implementation has in general but cannot have on THIS machine, with
+   * the reason (a kernel limit it probed, e.g. no dummy links): cases needing them SKIP
+   * with that reason (a precondition), instead of failing. Called after `addHost`.
+   */
+  preconditions?(): Promise<Partial<Record<Capability, string>>>;
 }
 
 /** Options given to an adapter factory (`--impl-opt K=V`, `--docker-host`, `--fault`). */

@@ -22,7 +22,7 @@ import { toTap } from "./report/tap.ts";
 const USAGE = `usage: deno task conformance [--impl reference|docker|PATH.ts]... [--impl-opt K=V]...
   [--docker-host unix://PATH] [--profile NAME]... [--filter REGEX] [--skip REGEX]
   [--topology FILE]... [--fault NAME] [--list] [--junit F] [--tap F] [--json F]
-  [--keep-on-failure] [--cleanup] [--concurrency N]`;
+  [--keep-on-failure] [--cleanup] [--concurrency N] [--repeat N]`;
 
 function die(message: string, code = 2): never {
   console.error(`conformance: ${message}`);
@@ -50,6 +50,7 @@ try {
       "keep-on-failure": { type: "boolean" },
       cleanup: { type: "boolean" },
       concurrency: { type: "string" },
+      repeat: { type: "string" },
       "no-fixtures": { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
@@ -90,6 +91,11 @@ if (concurrency !== undefined && !(concurrency >= 1 && concurrency <= 32)) {
   die(`--concurrency ${v.concurrency}: expected 1 to 32`);
 }
 
+const repeat = v.repeat ? Number(v.repeat) : undefined;
+if (repeat !== undefined && !(Number.isInteger(repeat) && repeat >= 1 && repeat <= 100)) {
+  die(`--repeat ${v.repeat}: expected 1 to 100`);
+}
+
 const opts = {
   impls: v.impl?.length ? v.impl : ["reference"],
   implOptions,
@@ -101,6 +107,7 @@ const opts = {
   fault: v.fault,
   keepOnFailure: v["keep-on-failure"],
   concurrency,
+  repeat,
 };
 
 if (v.list) {
@@ -151,7 +158,7 @@ for (const r of run.results) {
     console.log(gridBlock(r.grid));
   }
 }
-for (const r of run.results.filter((x) => x.verdict === "fail")) {
+for (const r of run.results.filter((x) => x.verdict === "fail" || x.verdict === "error")) {
   console.log("\n" + failureBlock(r));
 }
 if (several) console.log("\n" + differentialTable(run));

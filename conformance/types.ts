@@ -4,8 +4,13 @@
  */
 import type { Capability } from "./impl.ts";
 
-/** How a case ended. `xfail`: a listed divergence that failed as listed. */
-export type Verdict = "pass" | "fail" | "skip" | "xfail";
+/**
+ * How a case ended. `xfail`: a listed divergence that failed exactly as listed (same
+ * assertion, same observation, a listed engine version). `error`: the harness could not
+ * judge (a probe could not run, a witness missed its own control): never a pass, and
+ * counted as failed.
+ */
+export type Verdict = "pass" | "fail" | "skip" | "xfail" | "error";
 
 /** A reachability grid: rows are sources, columns destinations. */
 export interface Grid {
@@ -46,6 +51,17 @@ export interface CaseResult {
   grid?: Grid;
   /** Details a case reports (observed shares, timings). */
   notes?: string[];
+  /** Which run of the case this is, with `--repeat N` (0-based). */
+  repeat?: number;
+}
+
+/** Wall time of one profile's cases against one implementation, with its budget. */
+export interface ProfileTiming {
+  impl: string;
+  profile: string;
+  ms: number;
+  /** The speed budget on a 2-core machine, when the profile has one. */
+  budgetMs?: number;
 }
 
 /** A whole run. */
@@ -54,8 +70,19 @@ export interface RunResult {
   results: CaseResult[];
   startedAt: string;
   wallMs: number;
-  /** What the run left on the machine (fails the run when not empty). */
+  /**
+   * What the implementation left on the machine after its own teardown, found before any
+   * forced removal (fails the run when not empty).
+   */
   residue: string[];
+  /** What the harness then had to remove by force (namespaces, processes, files). */
+  forced?: string[];
+  /** Wall time per profile and implementation. */
+  timings?: ProfileTiming[];
+  /** With `--repeat N`: cases whose verdict changed between repetitions. */
+  unstable?: string[];
+  /** Engine versions the adapters reported (`docker: 20.10.24`). */
+  versions?: Record<string, string>;
   /** Facts about the machine: kernel, nft version, ... */
   environment: Record<string, string>;
 }

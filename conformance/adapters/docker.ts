@@ -82,6 +82,7 @@ export class DockerAdapter implements Implementation {
       "bridge.mtu",
       "static-ip",
       "ip-range",
+      "ipam.docker-policy",
       "aliases",
       "ports",
       "dns",
@@ -428,6 +429,33 @@ export class DockerAdapter implements Implementation {
     }
     await this.#stopDockerd(e, how === "graceful" ? "SIGTERM" : "SIGKILL");
     await this.#startDockerd(e);
+  }
+
+  async version(): Promise<string> {
+    const v = await this.#call<{ Version?: string }>(this.#engine(), "GET", "/version");
+    return v.Version ?? "";
+  }
+
+  /**
+   * Docker makes the private parent of a macvlan network without `-o parent` a dummy link
+   * (libnetwork macvlan createDummyLink): probed in the first host's namespace, since some
+   * kernels (this project's machines) have no dummy links.
+   */
+  async preconditions(): Promise<Partial<Record<Capability, string>>> {
+    const e = this.#engine();
+    const ns = `--net=${e.host.netnsPath}`;
+    const name = "cnmtdummy0";
+    const r = await exec(["nsenter", ns, "ip", "link", "add", name, "type", "dummy"]);
+    if (r.code === 0) {
+      await exec(["nsenter", ns, "ip", "link", "del", name]);
+      return {};
+    }
+    return {
+      "macvlan.no-parent":
+        `this kernel has no dummy links, which Docker uses as the private parent of a macvlan network without -o parent (ip link add type dummy: ${
+          r.stderr.trim().split("\n").pop()
+        })`,
+    };
   }
 
   async debugState(host: string): Promise<string> {

@@ -5,16 +5,17 @@
  */
 import { UPSTREAM_RECORDS } from "../harness/hosts.ts";
 import { type DnsProbeResult, pollUntil, probeDns } from "../probes/mod.ts";
-import { addr, type CaseContext, defineCase, type Sb } from "./framework.ts";
+import { addr, type CaseContext, defineCase, type Sandbox } from "./framework.ts";
+import { afterEachRestart } from "./lifecycle.ts";
 
 const RESOLVER = "127.0.0.11";
 
-function resolverOf(sb: Sb): string {
+function resolverOf(sb: Sandbox): string {
   return sb.resolver ?? RESOLVER;
 }
 
 async function lookup(
-  from: Sb,
+  from: Sandbox,
   name: string,
   opts: { type?: "A" | "AAAA" | "PTR"; tcp?: boolean } = {},
 ): Promise<DnsProbeResult> {
@@ -24,7 +25,7 @@ async function lookup(
 /** Fails unless the lookup gives `rcode` and exactly `answers` (order ignored). */
 async function expectAnswer(
   ctx: CaseContext,
-  from: Sb,
+  from: Sandbox,
   name: string,
   want: { rcode?: string; answers?: string[] },
   opts: { type?: "A" | "AAAA" | "PTR"; tcp?: boolean } = {},
@@ -74,7 +75,7 @@ export const dnsContainerName = defineCase({
   mirrors: "libnetwork dnet ping by name; k8s DNS matrix (UDP+TCP)",
   async run(ctx) {
     const { net, a, b } = await pair(ctx);
-    const ip = addr(b.eps[net].ipv4);
+    const ip = addr(b.endpoints[net].ipv4);
     await expectAnswer(ctx, a, b.name, { answers: [ip] });
     await expectAnswer(ctx, a, b.name, { answers: [ip] }, { tcp: true });
   },
@@ -90,7 +91,7 @@ export const dnsHostname = defineCase({
   async run(ctx) {
     const host = ctx.name("web");
     const { net, a, b } = await pair(ctx, host);
-    await expectAnswer(ctx, a, host, { answers: [addr(b.eps[net].ipv4)] });
+    await expectAnswer(ctx, a, host, { answers: [addr(b.endpoints[net].ipv4)] });
   },
 });
 
@@ -111,7 +112,7 @@ export const dnsScopedAlias = defineCase({
     await ctx.connect(m, B.name);
     await ctx.connect(pa, A.name);
     await ctx.connect(pb, B.name);
-    await expectAnswer(ctx, pa, alias, { answers: [addr(m.eps[A.name].ipv4)] });
+    await expectAnswer(ctx, pa, alias, { answers: [addr(m.endpoints[A.name].ipv4)] });
     await expectAnswer(ctx, pb, alias, { rcode: "NXDOMAIN" });
   },
 });
@@ -143,7 +144,7 @@ export const dnsQualified = defineCase({
   mirrors: "libnetwork svcRecords: name.network entries (research §4.2)",
   async run(ctx) {
     const { net, a, b } = await pair(ctx);
-    await expectAnswer(ctx, a, `${b.name}.${net}`, { answers: [addr(b.eps[net].ipv4)] });
+    await expectAnswer(ctx, a, `${b.name}.${net}`, { answers: [addr(b.endpoints[net].ipv4)] });
   },
 });
 
@@ -188,7 +189,7 @@ export const dnsPtr = defineCase({
   mirrors: "libnetwork ipMap PTR records (research §4.2)",
   async run(ctx) {
     const { net, a, b } = await pair(ctx);
-    await expectAnswer(ctx, a, addr(b.eps[net].ipv4), { answers: [`${b.name}.${net}.`] }, {
+    await expectAnswer(ctx, a, addr(b.endpoints[net].ipv4), { answers: [`${b.name}.${net}.`] }, {
       type: "PTR",
     });
   },
@@ -203,7 +204,7 @@ export const dnsCase = defineCase({
   mirrors: "RFC 4343; libnetwork lowercases names (research §4.3)",
   async run(ctx) {
     const { net, a, b } = await pair(ctx);
-    const ip = addr(b.eps[net].ipv4);
+    const ip = addr(b.endpoints[net].ipv4);
     await expectAnswer(ctx, a, b.name.toUpperCase(), { answers: [ip] });
     await expectAnswer(ctx, a, `${b.name}.`, { answers: [ip] });
   },
@@ -256,7 +257,7 @@ export const dnsInternalNoForward = defineCase({
     const [a, b] = await Promise.all(["a", "b"].map((n) => ctx.sandbox(n)));
     await ctx.connect(a, net.name);
     await ctx.connect(b, net.name);
-    await expectAnswer(ctx, a, b.name, { answers: [addr(b.eps[net.name].ipv4)] });
+    await expectAnswer(ctx, a, b.name, { answers: [addr(b.endpoints[net.name].ipv4)] });
     const r = await probeDns(a.netnsPath, resolverOf(a), Object.keys(UPSTREAM_RECORDS)[0], {
       timeoutMs: 9000,
     });
@@ -290,6 +291,46 @@ export const dnsDisconnect = defineCase({
   },
 });
 
+export const dnsRemovedSandbox = defineCase({
+  id: "dns.removed-sandbox-record",
+  area: "dns",
+  profile: "dns",
+  needs: ["bridge", "dns"],
+  asserts:
+    "After a sandbox is removed, its name and its qualified name stop resolving for its former peers (NXDOMAIN): no stale record",
+  mirrors: "libnetwork svcRecords removal on endpoint delete (research §4.2)",
+  async run(ctx) {
+    const { net, a, b } = await pair(ctx);
+    await expectAnswer(ctx, a, b.name, { answers: [addr(b.endpoints[net].ipv4)] });
+    await ctx.impl.removeSandbox(b.name);
+    await expectAnswer(ctx, a, b.name, { rcode: "NXDOMAIN" });
+    await expectAnswer(ctx, a, `${b.name}.${net}`, { rcode: "NXDOMAIN" });
+  },
+});
+
+export const dnsRestart = defineCase({
+  id: "dns.restart-keeps-records",
+  area: "dns",
+  profile: "dns",
+  needs: ["bridge", "dns", "restart"],
+  exclusive: true,
+  asserts:
+    "After a graceful restart and after a kill -9 of the implementation, an existing sandbox's embedded resolver still answers its peer's name, and a name not known locally is still forwarded",
+  mirrors: "Docker --live-restore keeps the embedded DNS of running containers",
+  async run(ctx) {
+    const { net, a, b } = await pair(ctx);
+    const ip = addr(b.endpoints[net].ipv4);
+    await expectAnswer(ctx, a, b.name, { answers: [ip] });
+    await afterEachRestart(ctx, async () => {
+      await expectAnswer(ctx, a, b.name, { answers: [ip] });
+      if (ctx.caps.has("dns.upstream")) {
+        const [name, upstream] = Object.entries(UPSTREAM_RECORDS)[0];
+        await expectAnswer(ctx, a, name, { answers: [upstream] });
+      }
+    });
+  },
+});
+
 export const dnsCases = [
   dnsContainerName,
   dnsHostname,
@@ -303,4 +344,6 @@ export const dnsCases = [
   dnsUpstream,
   dnsInternalNoForward,
   dnsDisconnect,
+  dnsRemovedSandbox,
+  dnsRestart,
 ];

@@ -2,25 +2,22 @@
  * Lifecycle cases: removal, refusals, restarts.
  * @module
  */
-import { exec } from "../harness/exec.ts";
+import { diffSnapshots, snapshotNetns } from "../harness/audit.ts";
+import { OUTSIDE } from "../harness/hosts.ts";
 import { observeAddrs, observeLinks } from "../harness/observe.ts";
 import { pollUntil } from "../probes/mod.ts";
-import { addr, defineCase, type Sb } from "./framework.ts";
+import { addr, type CaseContext, defineCase, type Target, target, worldNs } from "./framework.ts";
 
-/** Links, addresses, routes and nft tables of a host namespace, as comparable lines. */
-async function hostState(netnsPath: string): Promise<string[]> {
-  const out: string[] = [];
-  const links = await exec(["nsenter", `--net=${netnsPath}`, "ip", "-o", "link", "show"]);
-  for (const l of links.stdout.split("\n").filter(Boolean)) {
-    out.push(`link ${l.split(":")[1].trim().split("@")[0]}`);
+/** Restarts the implementation's first host gracefully, then with kill -9, checking after each. */
+export async function afterEachRestart(
+  ctx: CaseContext,
+  check: (how: "graceful" | "kill") => Promise<void>,
+): Promise<void> {
+  if (!ctx.impl.restart) ctx.fail("declares restart but has no restart()");
+  for (const how of ["graceful", "kill"] as const) {
+    await ctx.impl.restart!(ctx.hosts[0].name, how);
+    await check(how);
   }
-  const addrs = await exec(["nsenter", `--net=${netnsPath}`, "ip", "-o", "addr", "show"]);
-  for (const l of addrs.stdout.split("\n").filter(Boolean)) {
-    out.push(`addr ${l.split(/\s+/).slice(1, 4).join(" ")}`);
-  }
-  const tables = await exec(["nsenter", `--net=${netnsPath}`, "nft", "list", "tables"]);
-  for (const l of tables.stdout.split("\n").filter(Boolean)) out.push(`nft ${l.trim()}`);
-  return out.sort();
 }
 
 export const idempotentTeardown = defineCase({
@@ -30,22 +27,23 @@ export const idempotentTeardown = defineCase({
   needs: ["bridge"],
   exclusive: true,
   asserts:
-    "Removing sandboxes and networks returns the host namespace to its exact prior state (links, addresses, nft tables); repeating a removal or disconnect is refused cleanly or is a no-op",
+    "Removing sandboxes and networks returns the host namespace to its exact prior state (links, addresses, routes, rules, the full nft ruleset, iptables, sysctls); repeating a removal is refused as not-found or is a no-op",
   mirrors: 'CNI "MUST accept multiple DEL"; conformance-anchors §7 case 24',
   async run(ctx) {
     const host = ctx.hosts[0];
-    const before = await hostState(host.netnsPath);
+    const before = await snapshotNetns(host.netnsPath);
     const name = ctx.name("td");
     await ctx.impl.createNetwork({ name, driver: "bridge", subnet: ctx.subnet() });
     const sbs = [ctx.name("t1"), ctx.name("t2")];
     const infos = [];
     for (const s of sbs) {
       infos.push(await ctx.impl.createSandbox({ name: s }));
-      await ctx.impl.connect(s, name);
+      await ctx.impl.connect(s, name, {
+        publish: [{ hostPort: 18090 + infos.length, containerPort: 80, protocol: "tcp" }],
+      });
     }
     await ctx.impl.disconnect(sbs[0], name);
-    // a second disconnect: refused (Docker 20.10 answers 500 "is not connected") or a no-op;
-    // what matters is the state the teardown leaves, checked below
+    // a second disconnect: refused or a no-op; what matters is the state the teardown leaves
     await ctx.impl.disconnect(sbs[0], name).catch(() => {});
     for (const s of sbs) await ctx.impl.removeSandbox(s);
     await ctx.impl.removeNetwork(name);
@@ -57,17 +55,15 @@ export const idempotentTeardown = defineCase({
       }
     });
     const poll = await pollUntil(
-      () => hostState(host.netnsPath),
-      (s) => s.join() === before.join(),
-      { deadlineMs: 3000 },
+      async () => diffSnapshots(before, await snapshotNetns(host.netnsPath), "host"),
+      (d) => d.length === 0,
+      { deadlineMs: 3000, intervalMs: 200 },
     );
     if (!poll.ok) {
-      const added = poll.value.filter((x) => !before.includes(x));
-      const gone = before.filter((x) => !poll.value.includes(x));
-      ctx.fail(`host namespace differs after teardown`, {
+      ctx.fail(`host namespace differs after teardown: ${poll.value.slice(0, 3).join("; ")}`, {
         expected: "the state before the case",
-        observed: [...added.map((a) => `+ ${a}`), ...gone.map((g) => `- ${g}`)].join("; "),
-        reproduce: [`nsenter --net=${host.netnsPath} ip -br link`],
+        observed: poll.value.join("\n"),
+        reproduce: [`nsenter --net=${host.netnsPath} nft list ruleset`],
       });
     }
     for (const sb of infos) {
@@ -91,20 +87,14 @@ export const rmWithEndpoints = defineCase({
     const net = await ctx.network("busy", { driver: "bridge", subnet: ctx.subnet() });
     const [s1, s2] = await Promise.all(["s1", "s2"].map((n) => ctx.sandbox(n)));
     await ctx.connect(s1, net.name);
-    const e2 = await ctx.connect(s2, net.name);
+    await ctx.connect(s2, net.name);
     await ctx.expectRefused(
       ctx.impl.removeNetwork(net.name),
       `remove ${net.name} with endpoints`,
       "forbidden",
     );
-    await ctx.responders(s2, { tcp: [8080] });
-    await ctx.expectReach(
-      s1,
-      { ip: addr(e2.ipv4), identity: s2.name, label: s2.name },
-      "tcp",
-      true,
-      8080,
-    );
+    await ctx.responders(s2);
+    await ctx.expectReach(s1, target(s2, net.name), "tcp");
   },
 });
 
@@ -114,18 +104,24 @@ export const disconnectRemoves = defineCase({
   profile: "core",
   needs: ["bridge"],
   asserts:
-    "Disconnecting a sandbox from one of its two networks removes that interface and address from inside it, leaves the other working, and makes the old address unreachable",
+    "Disconnecting a sandbox from one of its two networks removes that interface and address from inside it, leaves the other working, and no packet to the old address arrives at it",
   mirrors: "libnetwork Endpoint.Leave + Delete (research §1.2 steps 5-6)",
   async run(ctx) {
     const a = await ctx.network("A", { driver: "bridge", subnet: ctx.subnet() });
     const b = await ctx.network("B", { driver: "bridge", subnet: ctx.subnet() });
-    const [m, pa, pb] = await Promise.all(["m", "pa", "pb"].map((n) => ctx.sandbox(n)));
+    const [m, pa, pb, pb2] = await Promise.all(
+      ["m", "pa", "pb", "pb2"].map((n) => ctx.sandbox(n)),
+    );
     await ctx.connect(m, a.name);
     const eb = await ctx.connect(m, b.name);
     await ctx.connect(pa, a.name);
     await ctx.connect(pb, b.name);
+    await ctx.connect(pb2, b.name);
+    await ctx.responders(m);
+    await ctx.responders(pb2);
+    const oldB: Target = { ...target(m, b.name), label: `old ${m.name}@B` };
     const linksBefore = await observeLinks(m.netnsPath);
-    await ctx.impl.disconnect(m.name, b.name);
+    await ctx.disconnect(m, b.name);
     const addrs = (await observeAddrs(m.netnsPath)).map((x) => `${x.address}/${x.prefixlen}`);
     const links = await observeLinks(m.netnsPath);
     if (
@@ -138,16 +134,8 @@ export const disconnectRemoves = defineCase({
         reproduce: [`nsenter --net=${m.netnsPath} ip -br addr`],
       });
     }
-    const mSb: Sb = m;
-    await ctx.responders(mSb, { tcp: [8080] });
-    await ctx.expectReach(
-      pa,
-      { ip: addr(m.eps[a.name].ipv4), identity: m.name, label: `${m.name}@A` },
-      "tcp",
-      true,
-      8080,
-    );
-    await ctx.expectReach(pb, { ip: addr(eb.ipv4), label: `old ${m.name}@B` }, "icmp", false);
+    await ctx.expectReach(pa, target(m, a.name), "tcp");
+    await ctx.expectBlocked(pb, oldB, "icmp", { control: target(pb2, b.name) });
   },
 });
 
@@ -158,40 +146,26 @@ export const restartKeeps = defineCase({
   needs: ["bridge", "restart"],
   exclusive: true,
   asserts:
-    "After a graceful restart and after a kill -9 of the implementation, existing sandboxes keep their addresses and connectivity, isolation still holds, and a new connect gets a fresh address",
+    "After a graceful restart and after a kill -9 of the implementation, existing sandboxes keep their addresses and reach each other, and a new connect gets a free address",
   mirrors:
     'Docker --live-restore; libnetwork dnet "ungraceful restart" (conformance-anchors §7 case 25)',
   async run(ctx) {
-    if (!ctx.impl.restart) ctx.fail("declares restart but has no restart()");
     const a = await ctx.network("A", { driver: "bridge", subnet: ctx.subnet() });
-    const b = await ctx.network("B", { driver: "bridge", subnet: ctx.subnet() });
-    const [s1, s2, s3, s4] = await Promise.all(["s1", "s2", "s3", "s4"].map((n) => ctx.sandbox(n)));
+    const [s1, s2, s4] = await Promise.all(["s1", "s2", "s4"].map((n) => ctx.sandbox(n)));
     const e1 = await ctx.connect(s1, a.name);
     const e2 = await ctx.connect(s2, a.name);
-    const e3 = await ctx.connect(s3, b.name);
-    await ctx.responders(s2, { tcp: [8080] });
-    await ctx.responders(s3, { tcp: [8080] });
-    for (const how of ["graceful", "kill"] as const) {
-      await ctx.impl.restart!(ctx.hosts[0].name, how);
+    await ctx.responders(s2);
+    await afterEachRestart(ctx, async (how) => {
       const seen = (await observeAddrs(s1.netnsPath)).map((x) => `${x.address}/${x.prefixlen}`);
       if (!seen.includes(e1.ipv4!)) {
         ctx.fail(`after a ${how} restart ${s1.name} has ${seen.join(", ")}`, { expected: e1.ipv4 });
       }
       await ctx.expectReach(
         s1,
-        { ip: addr(e2.ipv4), identity: s2.name, label: `${s2.name} after ${how} restart` },
+        { ...target(s2, a.name), label: `${s2.name} after ${how} restart` },
         "tcp",
-        true,
-        8080,
       );
-      await ctx.expectReach(
-        s1,
-        { ip: addr(e3.ipv4), label: `${s3.name} (other network) after ${how} restart` },
-        "tcp",
-        false,
-        8080,
-      );
-    }
+    });
     const e4 = await ctx.connect(s4, a.name);
     if ([e1.ipv4, e2.ipv4].includes(e4.ipv4)) {
       ctx.fail(`a connect after restart got ${e4.ipv4}, already in use`, {
@@ -201,9 +175,66 @@ export const restartKeeps = defineCase({
   },
 });
 
+export const restartKeepsIsolation = defineCase({
+  id: "lifecycle.restart-keeps-isolation",
+  area: "lifecycle",
+  profile: "core",
+  needs: ["bridge", "restart"],
+  exclusive: true,
+  asserts:
+    "After a graceful restart and after a kill -9, no packet crosses between two bridge networks (TCP, ICMP), while the network peer answers",
+  mirrors: "Docker --live-restore keeps the isolation rules (DOCKER-ISOLATION chains persist)",
+  async run(ctx) {
+    const a = await ctx.network("A", { driver: "bridge", subnet: ctx.subnet() });
+    const b = await ctx.network("B", { driver: "bridge", subnet: ctx.subnet() });
+    const [s1, s2, s3] = await Promise.all(["s1", "s2", "s3"].map((n) => ctx.sandbox(n)));
+    await ctx.connect(s1, a.name);
+    await ctx.connect(s2, a.name);
+    await ctx.connect(s3, b.name);
+    await Promise.all([s2, s3].map((s) => ctx.responders(s)));
+    await afterEachRestart(ctx, async () => {
+      await Promise.all(
+        (["icmp", "tcp"] as const).map((p) =>
+          ctx.expectBlocked(s1, target(s3, b.name), p, { control: target(s2, a.name) })
+        ),
+      );
+    });
+  },
+});
+
+export const restartKeepsPorts = defineCase({
+  id: "lifecycle.restart-keeps-ports",
+  area: "lifecycle",
+  profile: "core",
+  needs: ["bridge", "restart", "ports"],
+  exclusive: true,
+  asserts:
+    "After a graceful restart and after a kill -9, a published port still answers from outside, served by its sandbox",
+  mirrors: "Docker --live-restore restores port mappings",
+  async run(ctx) {
+    const net = await ctx.network("pub", { driver: "bridge", subnet: ctx.subnet() });
+    const s = await ctx.sandbox("web");
+    await ctx.connect(s, net.name, {
+      publish: [{ hostPort: 18087, containerPort: 80, protocol: "tcp" }],
+    });
+    await ctx.responders(s, { tcp: [80] });
+    const outside = worldNs(ctx.hosts[0]);
+    const ip = addr(OUTSIDE.host);
+    const to: Target = { ip, identity: s.name, label: `${ip}:18087`, at: s };
+    await ctx.expectReach(outside, to, "tcp", { port: 18087 });
+    await afterEachRestart(ctx, async (how) => {
+      await ctx.expectReach(outside, { ...to, label: `${ip}:18087 after ${how} restart` }, "tcp", {
+        port: 18087,
+      });
+    });
+  },
+});
+
 export const lifecycleCases = [
   idempotentTeardown,
   rmWithEndpoints,
   disconnectRemoves,
   restartKeeps,
+  restartKeepsIsolation,
+  restartKeepsPorts,
 ];

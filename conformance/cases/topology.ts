@@ -1,13 +1,28 @@
 /**
  * Topology cases: a declarative YAML file (fixtures/*.yaml, or a user's `--topology FILE`)
  * gives networks, sandboxes and their attachments; the case builds it, probes every
- * (sandbox → address) pair over ICMP and compares the observed matrix with the one the file
- * implies (membership, ICC, the file's own `expect:` entries).
+ * (sandbox → address) pair over ICMP (witnessed at the target; negatives as bursts after a
+ * control) and compares the observed matrix with the one the file implies (membership, ICC,
+ * the file's own `expect:` entries); then each sandbox's egress to the external world.
  * @module
  */
-import { iccEnabled, impliedReachability, loadTopology } from "../topology/schema.ts";
+import {
+  iccEnabled,
+  impliedEgress,
+  impliedReachability,
+  loadTopology,
+} from "../topology/schema.ts";
 import type { Capability } from "../impl.ts";
-import { addr, type Case, convergedMatrix, defineCase, type Sb } from "./framework.ts";
+import {
+  type Case,
+  defineCase,
+  gridDiffs,
+  type MatrixCell,
+  type Sandbox,
+  type Target,
+  target,
+  worldTarget,
+} from "./framework.ts";
 
 /** Builds the case of one topology file. */
 export async function topologyCase(path: string): Promise<Case> {
@@ -35,7 +50,7 @@ export async function topologyCase(path: string): Promise<Case> {
         });
         netNames.set(n.name, created.name);
       }
-      const sbs = new Map<string, Sb>();
+      const sbs = new Map<string, Sandbox>();
       for (const s of topo.sandboxes) {
         const sb = await ctx.sandbox(s.name, s.hostname);
         for (const a of s.networks) {
@@ -44,46 +59,57 @@ export async function topologyCase(path: string): Promise<Case> {
         sbs.set(s.name, sb);
       }
       const implied = impliedReachability(topo);
-      const targets = implied.endpoints.map((e, i) => ({
+      const sbOf = (e: { sandbox: string }) => sbs.get(e.sandbox)!;
+      const targets: Target[] = implied.endpoints.map((e, i) => ({
+        ...target(sbOf(e), netNames.get(e.network)!),
         label: implied.labels[i],
-        ip: addr(sbs.get(e.sandbox)!.eps[netNames.get(e.network)!].ipv4),
       }));
-      const sources = implied.endpoints.map((e, i) => ({
-        label: implied.labels[i],
-        ns: sbs.get(e.sandbox)!.netnsPath,
-      }));
-      const observed = await convergedMatrix(sources, targets, implied.matrix);
-      ctx.showGrid({ labels: implied.labels, expected: implied.matrix, observed });
-      const diffs: string[] = [];
-      implied.matrix.forEach((row, i) =>
-        row.forEach((want, j) => {
-          if (observed[i][j] !== want) {
-            diffs.push(
-              `${sources[i].label} -> ${targets[j].label}: expected ${want ? "reach" : "blocked"}`,
-            );
-          }
-        })
+      const cells: MatrixCell[][] = implied.endpoints.map((src, i) =>
+        targets.map((to, j) => ({ from: sbOf(src), to, want: implied.matrix[i][j] }))
       );
+      const controls = implied.endpoints.map((src, i) =>
+        targets.find((t, j) => implied.matrix[i][j] && t.at !== sbOf(src))
+      );
+      const observed = await ctx.matrix(cells, controls);
+      ctx.showGrid({ labels: implied.labels, expected: implied.matrix, observed });
+      const diffs = gridDiffs(implied.labels, implied.matrix, observed);
       if (diffs.length) {
-        const first = diffs[0];
-        const i = sources.findIndex((s) => first.startsWith(`${s.label} -> `));
-        const j = targets.findIndex((t) => first.includes(`-> ${t.label}:`));
-        ctx.fail(`${diffs.length} pair(s) differ: ${diffs.slice(0, 3).join("; ")}`, {
-          expected: "the reachability the topology implies",
-          observed: "see grid",
-          reproduce: [`nsenter --net=${sources[i].ns} ping -c1 -W1 ${targets[j].ip}`],
-        }, {
-          labels: implied.labels,
-          expected: implied.matrix,
-          observed,
-        });
+        const { i, j } = diffs[0];
+        ctx.fail(
+          `${diffs.length} pair(s) differ: ${diffs.slice(0, 3).map((d) => d.text).join("; ")}`,
+          {
+            expected: "the reachability the topology implies",
+            observed: "see grid",
+            reproduce: [
+              `nsenter --net=${cells[i][j].from.netnsPath} ping -c1 -W1 ${targets[j].ip}`,
+            ],
+          },
+          { labels: implied.labels, expected: implied.matrix, observed },
+        );
       }
+      // egress: each sandbox reaches the external world iff the file says (or implies) so
+      const egress = impliedEgress(topo);
+      const world = worldTarget(ctx.hosts[0]);
+      await Promise.all(topo.sandboxes.map(async (s, k) => {
+        const sb = sbs.get(s.name)!;
+        if (egress[k].reach) return void await ctx.expectReach(sb, world, "icmp");
+        const i = implied.endpoints.findIndex((e) => e.sandbox === s.name);
+        const control = i >= 0 ? controls[i] : undefined;
+        if (!control) {
+          ctx.note(`${s.name}: no peer to control its egress check with; checked without one`);
+          const o = await ctx.observe(sb, world, "icmp");
+          if (o.arrivals.length) ctx.fail(`${s.name} -> external world: expected blocked, arrived`);
+          return;
+        }
+        await ctx.expectBlocked(sb, world, "icmp", { control });
+      }));
     },
   });
 }
 
 function needsOf(topo: Awaited<ReturnType<typeof loadTopology>>): Capability[] {
   const needs: Capability[] = ["bridge"];
+  if (impliedEgress(topo).some((e) => e.reach)) needs.push("bridge.masquerade");
   if (topo.networks.some((n) => n.internal)) needs.push("bridge.internal");
   if (topo.networks.some((n) => !iccEnabled(n))) needs.push("bridge.icc");
   if (topo.networks.some((n) => n.ipRange)) needs.push("ip-range");

@@ -6,10 +6,25 @@
  * @module
  */
 import type { Host } from "../impl.ts";
+import { type Responders, startResponders } from "../probes/mod.ts";
 import { exec, run } from "./exec.ts";
 
-/** Host side and outside side of the "outside" link. */
-export const OUTSIDE = { host: "198.51.100.1/24", world: "198.51.100.2/24" } as const;
+/**
+ * Host side and outside side of the "outside" link. The host has a second address on it
+ * (`hostAlt`), for ports published on one specific host address. The world has a route
+ * back to 10.0.0.0/8 (the cases' subnets) through the host, so traffic that leaves the host
+ * without masquerade is still answered and seen: egress cases observe the source address
+ * the world sees, and internal-network cases see un-NATed leaks.
+ */
+export const OUTSIDE = {
+  host: "198.51.100.1/24",
+  hostAlt: "198.51.100.3/24",
+  world: "198.51.100.2/24",
+  routeBack: "10.0.0.0/8",
+} as const;
+
+/** Ports of the harness's own responders (host namespace, world, LAN machine). */
+export const HARNESS_PORTS = { tcp: 8080, udp: 5353 } as const;
 
 /**
  * The "LAN": a layer-2 segment behind the host's `lan0` (a veth end with no address, the
@@ -39,6 +54,12 @@ export interface HarnessHost extends Host {
   /** The LAN machine's namespace (peer of the host's `lan0`). */
   lanNetns: string;
   lanNetnsPath: string;
+  /**
+   * The harness's own TCP/UDP responders ({@linkcode HARNESS_PORTS}) in the host namespace
+   * (identity `host`), the world (`world`) and the LAN machine (`lan-host`): targets for
+   * egress checks and for positive controls.
+   */
+  responders: Responders[];
 }
 
 /** Starts the stub upstream resolver on the world side of the outside link. */
@@ -85,6 +106,7 @@ async function startDnsStub(outsideNetnsPath: string, ip: string): Promise<Deno.
 
 /** Stops a host's helper processes (the DNS stub). */
 export async function stopHost(host: HarnessHost): Promise<void> {
+  for (const r of host.responders.splice(0)) await r.stop().catch(() => {});
   if (!host.dnsStub) return;
   try {
     host.dnsStub.kill("SIGTERM");
@@ -125,11 +147,13 @@ export async function createHost(prefix: string, name: string): Promise<HarnessH
   ]);
   await run(
     ["ip", "-n", netns, "-batch", "-"],
-    `addr add ${OUTSIDE.host} dev out0\nlink set out0 up\nroute add default via ${gw}\n`,
+    `addr add ${OUTSIDE.host} dev out0\naddr add ${OUTSIDE.hostAlt} dev out0\n` +
+      `link set out0 up\nroute add default via ${gw}\n`,
   );
   await run(
     ["ip", "-n", outside, "-batch", "-"],
-    `addr add ${OUTSIDE.world} dev world0\nlink set world0 up\n`,
+    `addr add ${OUTSIDE.world} dev world0\nlink set world0 up\n` +
+      `route add ${OUTSIDE.routeBack} via ${OUTSIDE.host.split("/")[0]}\n`,
   );
   // the LAN: lan0 in the host (no address: a macvlan parent), eth0 in the LAN machine
   const lan = `${prefix}-${name}-lan`;
@@ -154,13 +178,24 @@ export async function createHost(prefix: string, name: string): Promise<HarnessH
   await run(["ip", "-n", lan, "-batch", "-"], `addr add ${LAN.peer} dev eth0\nlink set eth0 up\n`);
   const world = OUTSIDE.world.split("/")[0];
   const dnsStub = await startDnsStub(`/run/netns/${outside}`, world);
+  const ports = { tcp: [HARNESS_PORTS.tcp], udp: [HARNESS_PORTS.udp] };
+  const responders = await Promise.all([
+    startResponders(`/run/netns/${netns}`, "host", ports),
+    startResponders(`/run/netns/${outside}`, "world", ports),
+    startResponders(`/run/netns/${lan}`, "lan-host", ports),
+  ]);
   return {
     name,
     netns,
     netnsPath: `/run/netns/${netns}`,
     // per host, so two implementations' daemons never claim each other's objects
     prefix: netns,
-    addresses: { outside: OUTSIDE.host, lanParent: LAN.parent, lanPeer: LAN.peer },
+    addresses: {
+      outside: OUTSIDE.host,
+      outsideAlt: OUTSIDE.hostAlt,
+      lanParent: LAN.parent,
+      lanPeer: LAN.peer,
+    },
     dnsUpstreams: [world],
     stateDir,
     outsideNetns: outside,
@@ -168,6 +203,7 @@ export async function createHost(prefix: string, name: string): Promise<HarnessH
     dnsStub,
     lanNetns: lan,
     lanNetnsPath: `/run/netns/${lan}`,
+    responders,
   };
 }
 

@@ -54,7 +54,7 @@ export async function observeDefaultGateway(netnsPath: string): Promise<string |
   return routes[0]?.gateway;
 }
 
-/** Runs argv inside a namespace. */
-export function inNetns(netnsPath: string, argv: string[]) {
-  return exec(["nsenter", `--net=${netnsPath}`, ...argv]);
+/** Runs argv inside a namespace (with `stdin` written to it, when given). */
+export function inNetns(netnsPath: string, argv: string[], stdin?: string) {
+  return exec(["nsenter", `--net=${netnsPath}`, ...argv], { stdin });
 }

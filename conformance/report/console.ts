@@ -7,12 +7,19 @@
 import pc from "picocolors";
 import type { CaseResult, Grid, RunResult, Verdict } from "../types.ts";
 
-const LABEL: Record<Verdict, string> = { pass: "PASS", fail: "FAIL", skip: "SKIP", xfail: "XFAIL" };
+const LABEL: Record<Verdict, string> = {
+  pass: "PASS",
+  fail: "FAIL",
+  skip: "SKIP",
+  xfail: "XFAIL",
+  error: "ERROR",
+};
 const COLOUR: Record<Verdict, (s: string) => string> = {
   pass: pc.green,
   fail: pc.red,
   skip: pc.yellow,
   xfail: pc.cyan,
+  error: pc.magenta,
 };
 
 /** Options of {@linkcode caseLine}. */
@@ -47,7 +54,7 @@ export function caseLine(r: CaseResult, opts: CaseLineOptions = {}): string {
   let line = parts.join(" ");
   if ((r.verdict === "skip" || r.verdict === "xfail") && r.reason) {
     line += "  " + pc.dim(r.reason);
-  } else if (r.verdict === "fail" && r.failure?.message) {
+  } else if ((r.verdict === "fail" || r.verdict === "error") && r.failure?.message) {
     line += "  " + pc.red(firstLine(r.failure.message));
   } else if (r.verdict === "pass" && r.notes?.length) {
     line += "  " + pc.dim(r.notes.join("; "));
@@ -75,7 +82,7 @@ export interface FailureBlockOptions {
  * Empty for a case without failure details that did not fail.
  */
 export function failureBlock(r: CaseResult, opts: FailureBlockOptions = {}): string {
-  if (!r.failure && r.verdict !== "fail") return "";
+  if (!r.failure && r.verdict !== "fail" && r.verdict !== "error") return "";
   const f = r.failure;
   const lines: string[] = [pc.bold(`${verdictText(r.verdict, false)} ${r.id} [${r.impl}]`)];
   lines.push(...indent(f?.message ?? "(no details)", "  "));
@@ -155,12 +162,15 @@ export function gridBlock(grid: Grid): string {
   return lines.join("\n");
 }
 
-/** Counts as the summary line reports them (xfail under skipped, residue as a failure). */
+/**
+ * Counts as the summary line reports them (xfail under skipped; error and residue as
+ * failures).
+ */
 export function counts(run: RunResult): { passed: number; failed: number; skipped: number } {
   let passed = 0, failed = 0, skipped = 0;
   for (const r of run.results) {
     if (r.verdict === "pass") passed++;
-    else if (r.verdict === "fail") failed++;
+    else if (r.verdict === "fail" || r.verdict === "error") failed++;
     else skipped++;
   }
   if (run.residue.length > 0) failed++;
@@ -180,12 +190,32 @@ export function summary(run: RunResult): string {
     `Ran ${run.results.length} case results against ${run.impls.join(", ") || "(none)"} ` +
       `in ${(run.wallMs / 1000).toFixed(1)} s (started ${run.startedAt})`,
   );
+  for (const t of run.timings ?? []) {
+    const budget = t.budgetMs === undefined
+      ? ""
+      : ` (budget ${formatMs(t.budgetMs)}${t.ms > t.budgetMs ? pc.red(", over") : ""})`;
+    lines.push(`  profile ${t.profile} [${t.impl}]: ${formatMs(t.ms)}${budget}`);
+  }
+  for (const [impl, v] of Object.entries(run.versions ?? {})) {
+    lines.push(pc.dim(`  ${impl} reports version ${v}`));
+  }
   const failed = run.results.filter((r) => r.verdict === "fail");
   if (failed.length) {
     lines.push(pc.red(`Failed (${failed.length}):`));
     for (const r of failed) {
       lines.push(`  ${who(r)}: ${firstLine(r.failure?.message ?? "(no details)")}`);
     }
+  }
+  const errors = run.results.filter((r) => r.verdict === "error");
+  if (errors.length) {
+    lines.push(pc.magenta(`Harness errors, counted as failed (${errors.length}):`));
+    for (const r of errors) {
+      lines.push(`  ${who(r)}: ${firstLine(r.failure?.message ?? "(no details)")}`);
+    }
+  }
+  if (run.unstable?.length) {
+    lines.push(pc.red(`Verdicts that changed between repetitions (${run.unstable.length}):`));
+    for (const u of run.unstable) lines.push(`  ${u}`);
   }
   const skipped = run.results.filter((r) => r.verdict === "skip");
   if (skipped.length) {
@@ -205,6 +235,10 @@ export function summary(run: RunResult): string {
   if (run.residue.length) {
     lines.push(pc.red(`Audit failed: the run left ${run.residue.length} thing(s) behind:`));
     for (const item of run.residue) lines.push(`  ${item}`);
+  }
+  if (run.forced?.length) {
+    lines.push(pc.dim(`Force-removed after the audit (${run.forced.length}):`));
+    for (const item of run.forced) lines.push(pc.dim(`  ${item}`));
   }
   const c = counts(run);
   lines.push(`${c.passed} passed, ${c.failed} failed, ${c.skipped} skipped`);

@@ -45,6 +45,12 @@ function testcase(r: CaseResult): string {
         escapeXml(failureText(r.failure))
       }</failure>\n    </testcase>`;
     }
+    case "error": {
+      const message = escapeXml((r.failure?.message ?? "harness error").split("\n")[0]);
+      return `${open}>\n      <error message="${message}" type="harness">${
+        escapeXml(failureText(r.failure))
+      }</error>\n    </testcase>`;
+    }
   }
 }
 
@@ -68,7 +74,7 @@ export function toJUnit(run: RunResult): string {
       name: `cnm.conformance.${impl}`,
       cases: rs.map(testcase),
       tests: rs.length,
-      failures: rs.filter((r) => r.verdict === "fail").length,
+      failures: rs.filter((r) => r.verdict === "fail" || r.verdict === "error").length,
       skipped: rs.filter((r) => r.verdict === "skip" || r.verdict === "xfail").length,
       ms: rs.reduce((a, r) => a + r.ms, 0),
     });

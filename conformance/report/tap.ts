@@ -42,12 +42,13 @@ export function toTap(run: RunResult): string {
       case "xfail":
         out.push(`not ok ${n} - ${d} # TODO ${directive(xfailReason(r))}`);
         break;
-      case "fail": {
+      case "fail":
+      case "error": {
         out.push(`not ok ${n} - ${d}`);
         const f = r.failure;
         const diag: Record<string, unknown> = {
           message: stripAnsi(f?.message ?? "failed"),
-          severity: "fail",
+          severity: r.verdict,
           impl: r.impl,
           area: r.area,
           duration_ms: Math.round(r.ms),

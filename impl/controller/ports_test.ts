@@ -7,8 +7,6 @@ import assert from "node:assert/strict";
 import { fakeController as makeFake } from "../../testing/fake_controller.ts";
 import type { Command } from "../kernel/mod.ts";
 import { CnmError } from "../model/errors.ts";
-import type { openStore } from "../store/mod.ts";
-import type { Controller } from "./controller.ts";
 import { normalizePublish } from "./ports.ts";
 
 function fakeController() {
