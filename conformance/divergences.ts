@@ -49,6 +49,17 @@ export const DIVERGENCES: Divergence[] = [
     ref:
       "observed on docker.io 20.10.24 (dig: timeout after 3 s); moby integration/networking TestInternalNetworkDNS",
   },
+  {
+    impl: "docker",
+    case: "macvlan.missing-parent-rejected",
+    assertion: '^a macvlan network on parent nosuchif0: refused as "internal"',
+    observed: "^internal: invalid subinterface vlan name nosuchif0",
+    versions: "^20\\.10\\.",
+    reason:
+      "Docker 20.10 refuses a missing parent, and leaves nothing, but with an untyped error (HTTP 500): it takes a parent that does not exist for a VLAN sub-interface to create and fails on its name; the suite asks for a typed refusal (invalid or not-found), as cnm gives",
+    ref:
+      'observed on docker.io 20.10.24 (500 "invalid subinterface vlan name nosuchif0, example formatting is eth0.10"); libnetwork macvlan_setup.go parseVlan',
+  },
 ];
 
 /** The engine version a result was judged against, when the adapter reported one. */

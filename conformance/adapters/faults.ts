@@ -351,7 +351,10 @@ class FaultyImplementation implements Implementation {
     } else if (f === "internal-egress" && spec.internal) {
       for (const rule of await this.#rules(table)) {
         if (/internal-(in|out)/.test(rule.text)) {
-          await this.#in(this.#host.netnsPath, [
+          // cases create networks side by side: another create may have deleted it already
+          await exec([
+            "nsenter",
+            `--net=${this.#host.netnsPath}`,
             "nft",
             "delete",
             "rule",
@@ -446,8 +449,12 @@ class FaultyImplementation implements Implementation {
       ]);
       const t = "cnmfault_icc";
       await this.#nft(
-        `table bridge ${t} {\n chain fwd { type filter hook forward priority -200; policy accept;\n` +
-          `  iifname "${hostIf}" ct state new drop\n }\n}\n`,
+        `table bridge ${t} {\n chain icc { type filter hook forward priority -200; policy accept;\n` +
+          // stateless (bridge conntrack is not loaded here): what opens a conversation from
+          // the first sandbox is dropped, its replies pass
+          `  iifname "${hostIf}" tcp flags & (syn | ack) == syn drop\n` +
+          `  iifname "${hostIf}" icmp type echo-request drop\n` +
+          `  iifname "${hostIf}" udp dport 5353 drop\n }\n}\n`,
       );
       this.#undo.push({ netns: this.#host.netnsPath, script: `delete table bridge ${t}\n` });
     } else if (f === "internal-egress" && net.spec.internal && net.gateway) {

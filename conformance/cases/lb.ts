@@ -4,7 +4,7 @@
  * (research/libnetwork.md §4.5; conformance-anchors §7 cases 13-19).
  * @module
  */
-import { probeDns, probeTcp, probeUdp } from "../probes/mod.ts";
+import { probeDns, probeTcp, probeUdp, tcpIdentities } from "../probes/mod.ts";
 import { addr, type CaseContext, defineCase, type Sandbox } from "./framework.ts";
 import { afterEachRestart } from "./lifecycle.ts";
 
@@ -26,13 +26,16 @@ async function setup(
     ports: [{ port: PORT, protocol: "tcp" }, { port: PORT, protocol: "udp" }],
     affinity: extra.affinity,
   });
-  const backends: Sandbox[] = [];
-  for (let i = 0; i < n; i++) {
+  // backends come up side by side (sandbox, connect, responders); they join the service in
+  // order, so be0 is the first backend
+  const backends: Sandbox[] = await Promise.all(Array.from({ length: n }, async (_, i) => {
     const b = await ctx.sandbox(`be${i}`);
     await ctx.connect(b, net.name);
     await ctx.responders(b, { tcp: [PORT], udp: [PORT] });
-    if (extra.add !== false) await ctx.impl.addBackend!(svc.name, b.name);
-    backends.push(b);
+    return b;
+  }));
+  if (extra.add !== false) {
+    for (const b of backends) await ctx.impl.addBackend!(svc.name, b.name);
   }
   return { net: net.name, client, svc, backends };
 }
@@ -42,23 +45,22 @@ function vipOf(ctx: CaseContext, svc: { name: string; vip?: string }): string {
   return addr(svc.vip);
 }
 
-/** `count` fresh TCP connections to ip:port from `from`, `parallel` at a time; identities. */
+/**
+ * `count` fresh TCP connections to ip:port from `from`, in `parallel` streams of one
+ * process each (tcpIdentities); the identities that answered.
+ */
 async function hits(
   from: Sandbox,
   ip: string,
   count: number,
-  parallel = 8,
+  parallel = 4,
 ): Promise<(string | undefined)[]> {
-  const out: (string | undefined)[] = [];
-  let next = 0;
-  await Promise.all(Array.from({ length: parallel }, async () => {
-    while (next < count) {
-      next++;
-      const r = await probeTcp(from.netnsPath, ip, PORT, { timeoutMs: 2000 });
-      out.push(r.ok ? r.identity : undefined);
-    }
-  }));
-  return out;
+  const streams = Array.from(
+    { length: Math.min(parallel, count) },
+    (_, k) => Math.floor(count / parallel) + (k < count % parallel ? 1 : 0),
+  ).filter((n) => n > 0);
+  const out = await Promise.all(streams.map((n) => tcpIdentities(from.netnsPath, ip, PORT, n)));
+  return out.flat();
 }
 
 function tally(ids: (string | undefined)[]): Map<string, number> {

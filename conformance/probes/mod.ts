@@ -30,6 +30,7 @@ export {
   probeTcp,
   probeUdp,
   reachMatrix,
+  tcpIdentities,
   type TcpOptions,
   type UdpOptions,
 } from "./probes.ts";

@@ -375,6 +375,40 @@ export interface BurstOptions {
 const BURST_SCRIPT = 'ip=$1 port=$2; shift 2; n=0; for p in "$@"; do ' +
   `printf '%s' "$p" >"/dev/udp/$ip/$port" && n=$((n+1)); done; echo "sent $n"`;
 
+const CONNECTS_SCRIPT = "ip=$1 port=$2 n=$3; for ((i = 0; i < n; i++)); do " +
+  'if exec 3<>"/dev/tcp/$ip/$port"; then ' +
+  'if IFS= read -r -t 2 id <&3; then echo "= $id"; else echo "-"; fi; exec 3<&-; ' +
+  'else echo "-"; fi; done 2>/dev/null';
+
+/**
+ * `count` fresh TCP connections from `fromNs` to `ip:port`, one after another from ONE
+ * process (bash's /dev/tcp with a fixed script; the address is an argument), each reading
+ * the responder's first line: the identities, `undefined` for a connection that got no
+ * answer. Measured: a process per connection (nsenter + socat) made the load-balancing
+ * profile CPU-bound on two cores; one process for many costs a fork-free loop.
+ */
+export async function tcpIdentities(
+  fromNs: string,
+  ip: string,
+  port: number,
+  count: number,
+  opts: { deadlineMs?: number } = {},
+): Promise<(string | undefined)[]> {
+  checkPort(port);
+  if (!Number.isInteger(count) || count < 1 || count > 10000) {
+    throw new RangeError(`tcpIdentities: count ${count} (1-10000)`);
+  }
+  if (!/^[0-9A-Fa-f.:]+$/.test(ip)) throw new TypeError(`tcpIdentities: invalid address ${ip}`);
+  const argv = ["bash", "-c", CONNECTS_SCRIPT, "cnm-connects", ip, String(port), String(count)];
+  const out = await runInNs(fromNs, argv, { deadlineMs: opts.deadlineMs ?? 2500 * count });
+  const why = harnessProblem(out);
+  if (why) throw new Error(`tcpIdentities: ${why}`);
+  const lines = out.stdout.split("\n").filter(Boolean);
+  const ids = lines.map((l) => (l.startsWith("= ") ? l.slice(2).trim() : undefined));
+  while (ids.length < count) ids.push(undefined);
+  return ids.slice(0, count);
+}
+
 /**
  * Sends one datagram per payload from `fromNs` to `ip:port`, from ONE process (bash with
  * a fixed script; the payloads are its arguments), without waiting for replies: the
