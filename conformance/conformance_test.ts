@@ -146,7 +146,10 @@ Deno.test({
   name: "every profile passes against Docker 20.10, divergences exactly as listed (root, dockerd)",
   ignore: ignore || !haveDockerd,
   async fn() {
-    const run = await runConformance({ impls: ["docker"], profiles: ["all"] });
+    // one case at a time: Docker 20.10 rewrites its FORWARD jumps while a network is
+    // created, and a packet of another case's negative burst can cross in that window
+    // (observed here; README "Reference vs Docker 20.10")
+    const run = await runConformance({ impls: ["docker"], profiles: ["all"], concurrency: 1 });
     assert.deepEqual(problems(run), [], "no unexpected failure");
     assert.deepEqual(run.residue, [], "no residue");
     assert.ok(run.results.filter((r) => r.verdict === "pass").length >= 20, "cases ran");

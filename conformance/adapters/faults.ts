@@ -279,6 +279,22 @@ class FaultyImplementation implements Implementation {
     );
   }
 
+  /** Deletes a rule of the host's table by handle; one already gone is fine. */
+  async #deleteRule(table: string, rule: NftRule): Promise<void> {
+    await exec([
+      "nsenter",
+      `--net=${this.#host.netnsPath}`,
+      "nft",
+      "delete",
+      "rule",
+      "inet",
+      table,
+      rule.chain,
+      "handle",
+      String(rule.handle),
+    ]);
+  }
+
   /** Adds (or inserts) a rule and records how to delete it on dispose. */
   async #addRule(table: string, chain: string, rule: string, insert = false, undo = true) {
     const out = await this.#in(
@@ -352,33 +368,13 @@ class FaultyImplementation implements Implementation {
       for (const rule of await this.#rules(table)) {
         if (/internal-(in|out)/.test(rule.text)) {
           // cases create networks side by side: another create may have deleted it already
-          await exec([
-            "nsenter",
-            `--net=${this.#host.netnsPath}`,
-            "nft",
-            "delete",
-            "rule",
-            "inet",
-            table,
-            rule.chain,
-            "handle",
-            String(rule.handle),
-          ]);
+          await this.#deleteRule(table, rule);
         }
       }
     } else if (f === "masquerade-missing" && !spec.internal) {
       for (const rule of await this.#rules(table)) {
         if (/ masquerade comment "cnm net=\S+ masquerade"/.test(rule.text)) {
-          await this.#in(this.#host.netnsPath, [
-            "nft",
-            "delete",
-            "rule",
-            "inet",
-            table,
-            rule.chain,
-            "handle",
-            String(rule.handle),
-          ]);
+          await this.#deleteRule(table, rule);
         }
       }
     } else if (f === "mtu-ignored" && spec.options?.["com.docker.network.driver.mtu"]) {
@@ -500,16 +496,7 @@ class FaultyImplementation implements Implementation {
       if (table) {
         for (const rule of await this.#rules(table)) {
           if (/127\.0\.0\.0\/8/.test(rule.text) && /drop|return/.test(rule.text)) {
-            await this.#in(this.#host.netnsPath, [
-              "nft",
-              "delete",
-              "rule",
-              "inet",
-              table,
-              rule.chain,
-              "handle",
-              String(rule.handle),
-            ]);
+            await this.#deleteRule(table, rule);
             this.#undo.push({
               netns: this.#host.netnsPath,
               script: `add rule inet ${table} ${rule.chain} ${rule.text}\n`,

@@ -69,6 +69,41 @@ function tally(ids: (string | undefined)[]): Map<string, number> {
   return m;
 }
 
+/**
+ * Fails unless connections to the VIP reach every backend within N²+30 tries and nothing
+ * but a backend answers (k8s verifyServeHostnameServiceUp's bound).
+ */
+async function expectAllBackends(
+  ctx: CaseContext,
+  client: Sandbox,
+  vip: string,
+  backends: Sandbox[],
+  when: string,
+) {
+  const names = new Set(backends.map((b) => b.name));
+  const tries = backends.length ** 2 + 30;
+  const seen = new Set<string>();
+  for (let i = 0; i < tries && seen.size < names.size; i++) {
+    const r = await probeTcp(client.netnsPath, vip, PORT, { timeoutMs: 2000 });
+    if (!r.ok) {
+      ctx.fail(`${when}connection ${i + 1} to ${vip}:${PORT} failed: ${r.detail}`, {
+        reproduce: [r.command],
+      });
+    }
+    if (!names.has(r.identity ?? "")) {
+      ctx.fail(`${when}${vip}:${PORT} answered as "${r.identity}", not a backend`, {
+        reproduce: [r.command],
+      });
+    }
+    seen.add(r.identity!);
+  }
+  if (seen.size < names.size) {
+    ctx.fail(`${when}only ${[...seen].join(", ")} answered in ${tries} tries`, {
+      expected: [...names].join(", "),
+    });
+  }
+}
+
 export const lbAllBackends = defineCase({
   id: "lb.all-backends-reached",
   area: "lb",
@@ -80,27 +115,7 @@ export const lbAllBackends = defineCase({
   async run(ctx) {
     const { client, svc, backends } = await setup(ctx, 3);
     const vip = vipOf(ctx, svc);
-    const names = new Set(backends.map((b) => b.name));
-    const seen = new Set<string>();
-    for (let i = 0; i < 3 * 3 + 30 && seen.size < 3; i++) {
-      const r = await probeTcp(client.netnsPath, vip, PORT, { timeoutMs: 2000 });
-      if (!r.ok) {
-        ctx.fail(`connection ${i + 1} to ${vip}:${PORT} failed: ${r.detail}`, {
-          reproduce: [r.command],
-        });
-      }
-      if (!names.has(r.identity ?? "")) {
-        ctx.fail(`${vip}:${PORT} answered as "${r.identity}", not a backend`, {
-          reproduce: [r.command],
-        });
-      }
-      seen.add(r.identity!);
-    }
-    if (seen.size < 3) {
-      ctx.fail(`only ${[...seen].join(", ")} answered in 39 tries`, {
-        expected: [...names].join(", "),
-      });
-    }
+    await expectAllBackends(ctx, client, vip, backends, "");
   },
 });
 
@@ -374,19 +389,7 @@ export const lbRestart = defineCase({
     const { client, svc, backends } = await setup(ctx, 3);
     const vip = vipOf(ctx, svc);
     await afterEachRestart(ctx, async (how) => {
-      const seen = new Set<string>();
-      for (let i = 0; i < 3 * 3 + 30 && seen.size < 3; i++) {
-        const r = await probeTcp(client.netnsPath, vip, PORT, { timeoutMs: 2000 });
-        if (r.ok && r.identity) seen.add(r.identity);
-      }
-      if (seen.size < 3) {
-        ctx.fail(
-          `after a ${how} restart only ${[...seen].join(", ") || "nobody"} answered at ${vip}`,
-          {
-            expected: backends.map((b) => b.name).join(", "),
-          },
-        );
-      }
+      await expectAllBackends(ctx, client, vip, backends, `after a ${how} restart: `);
     });
   },
 });

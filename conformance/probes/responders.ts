@@ -136,18 +136,18 @@ function spawn(ns: string, kind: Kind, port: number, identity: string, ipv6: boo
 /** Listening sockets of namespace `ns` as `proto/port -> pids`. */
 async function listening(ns: string): Promise<Map<string, Set<number>>> {
   const out = new Map<string, Set<number>>();
-  for (const [proto, flag] of [["tcp", "-Hltnp"], ["udp", "-Hlunp"]] as const) {
-    const r = await runInNs(ns, ["ss", flag], { deadlineMs: 3000 });
-    for (const line of r.stdout.split("\n")) {
-      const fields = line.trim().split(/\s+/);
-      if (fields.length < 5) continue;
-      const local = fields[3];
-      const port = local.slice(local.lastIndexOf(":") + 1);
-      const key = `${proto}/${port}`;
-      const pids = out.get(key) ?? new Set<number>();
-      for (const m of line.matchAll(/pid=(\d+)/g)) pids.add(Number(m[1]));
-      out.set(key, pids);
-    }
+  // one `ss` for both protocols (its first column is then the protocol): readiness is
+  // polled for every sandbox a case starts, and each poll is a process
+  const r = await runInNs(ns, ["ss", "-Hltunp"], { deadlineMs: 3000 });
+  for (const line of r.stdout.split("\n")) {
+    const fields = line.trim().split(/\s+/);
+    if (fields.length < 6 || (fields[0] !== "tcp" && fields[0] !== "udp")) continue;
+    const local = fields[4];
+    const port = local.slice(local.lastIndexOf(":") + 1);
+    const key = `${fields[0]}/${port}`;
+    const pids = out.get(key) ?? new Set<number>();
+    for (const m of line.matchAll(/pid=(\d+)/g)) pids.add(Number(m[1]));
+    out.set(key, pids);
   }
   return out;
 }
