@@ -8,123 +8,21 @@
  * await ctl.createSandbox({ name: "a" });
  * await ctl.connect("web", "a");
  * ```
+ *
+ * This module only re-exports impl/: the composition root (`openController`,
+ * `createDefaultDrivers`) is impl/open.ts.
  * @module
  */
-import { type Controller, createController } from "./impl/controller/mod.ts";
-import type { IpamDriver, NetworkDriver } from "./impl/driver_api/mod.ts";
-import { createBridgeDriver } from "./impl/drivers/bridge/mod.ts";
-import { createHostDriver } from "./impl/drivers/host/mod.ts";
-import { createNullDriver } from "./impl/drivers/null/mod.ts";
-import { createDefaultIpam, type PredefinedPool } from "./impl/ipam/mod.ts";
-import { type CommandRunner, Kernel, type Logger } from "./impl/kernel/mod.ts";
-import { openStore, type Store } from "./impl/store/mod.ts";
-import { createMacvlanDriver } from "./impl/drivers/macvlan/mod.ts";
-import { DnsService } from "./impl/dns/mod.ts";
-import type { SandboxResolver } from "./impl/controller/mod.ts";
-
 export * from "./impl/model/mod.ts";
 export * from "./impl/controller/mod.ts";
 export type * from "./impl/driver_api/mod.ts";
-export {
-  createBridgeDriver,
-  createDefaultIpam,
-  createHostDriver,
-  createMacvlanDriver,
-  createNullDriver,
-  DnsService,
-};
-export { Kernel, openStore };
-
-/** Name of the nft table a component owns for a prefix (nft names: letters, digits, `_`). */
-export function nftTableName(prefix: string, component: string): string {
-  return `${prefix.replace(/[^a-zA-Z0-9_]/g, "_")}_${component}`;
-}
-
-/** The built-in drivers, wired for one host. This is the one list of drivers. */
-export function createDefaultDrivers(
-  options: { kernel: Kernel; hostNetns?: string; prefix: string },
-): NetworkDriver[] {
-  return [
-    createNullDriver(),
-    createHostDriver(),
-    createBridgeDriver({
-      kernel: options.kernel,
-      hostNetns: options.hostNetns,
-      table: nftTableName(options.prefix, "bridge"),
-    }),
-    createMacvlanDriver({ kernel: options.kernel, hostNetns: options.hostNetns }),
-  ];
-}
-
-/** Options of {@linkcode openController}. */
-export interface OpenControllerOptions {
-  /** Host namespace name under /run/netns; absent = the root namespace. */
-  hostNetns?: string;
-  /** Start of every name created in shared places; default "cnm". */
-  prefix?: string;
-  /** State directory (holds state.db); ":memory:" keeps state in memory only. */
-  stateDir: string;
-  /**
-   * Upstream DNS servers: forwarded to by the embedded resolver (from the host namespace),
-   * or written to sandboxes' resolv.conf when the embedded resolver is off.
-   */
-  dns?: string[];
-  /**
-   * Run Docker's embedded resolver at 127.0.0.11 in every sandbox (the daemon does; the
-   * library default is off, so a program embedding the controller opts in).
-   */
-  embeddedDns?: boolean;
-  /** Wraps the embedded resolver (the test-only faults of testing/test_faults.ts use it). */
-  wrapResolver?: (r: SandboxResolver) => SandboxResolver;
-  /** Predefined local pools (`--default-pool`). */
-  defaultPools?: PredefinedPool[];
-  log?: Logger;
-  /** Command runner (tests inject fault wrappers). */
-  runner?: CommandRunner;
-  /** Replaces the built-in drivers. */
-  drivers?: (kernel: Kernel) => NetworkDriver[];
-  ipam?: IpamDriver;
-}
-
-/** Opens the store, wires kernel, IPAM and drivers, and restores the controller's state. */
-export async function openController(options: OpenControllerOptions): Promise<Controller> {
-  const prefix = options.prefix ?? "cnm";
-  const kernel = new Kernel({ runner: options.runner, log: options.log });
-  let store: Store;
-  if (options.stateDir === ":memory:") {
-    store = openStore(":memory:");
-  } else {
-    await Deno.mkdir(options.stateDir, { recursive: true });
-    store = openStore(`${options.stateDir}/state.db`);
-  }
-  const drivers = options.drivers?.(kernel) ??
-    createDefaultDrivers({ kernel, hostNetns: options.hostNetns, prefix });
-  const resolver = options.embeddedDns
-    ? new DnsService({
-      upstreams: options.dns ?? [],
-      hostNetnsPath: options.hostNetns ? kernel.netnsPath(options.hostNetns) : undefined,
-      log: options.log,
-    })
-    : undefined;
-  try {
-    return await createController({
-      kernel,
-      store,
-      ipam: options.ipam ?? createDefaultIpam({ localPools: options.defaultPools }),
-      drivers,
-      hostNetns: options.hostNetns,
-      prefix,
-      dns: options.dns,
-      log: options.log,
-      resolver: resolver && options.wrapResolver ? options.wrapResolver(resolver) : resolver,
-      onClose: async () => {
-        await resolver?.close();
-        store.close();
-      },
-    });
-  } catch (err) {
-    await resolver?.close();
-    store.close();
-    throw err;
-  }
-}
+export { createBridgeDriver } from "./impl/drivers/bridge/mod.ts";
+export { createHostDriver } from "./impl/drivers/host/mod.ts";
+export { createMacvlanDriver } from "./impl/drivers/macvlan/mod.ts";
+export { createNullDriver } from "./impl/drivers/null/mod.ts";
+export { createDefaultIpam } from "./impl/ipam/mod.ts";
+export { DnsService } from "./impl/dns/mod.ts";
+export { Kernel } from "./impl/kernel/mod.ts";
+export { openStore } from "./impl/store/mod.ts";
+export { nftTableName } from "./impl/controller/names.ts";
+export { createDefaultDrivers, openController, type OpenControllerOptions } from "./impl/open.ts";

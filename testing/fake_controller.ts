@@ -5,7 +5,7 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { createDefaultDrivers } from "../mod.ts";
+import { createDefaultDrivers } from "../impl/open.ts";
 import { Controller, type SandboxResolver } from "../impl/controller/controller.ts";
 import type { NetworkDriver } from "../impl/driver_api/mod.ts";
 import { createDefaultIpam } from "../impl/ipam/mod.ts";

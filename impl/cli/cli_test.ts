@@ -1,5 +1,8 @@
 import assert from "node:assert/strict";
-import { Controller, createDefaultDrivers, createDefaultIpam, openStore } from "../../mod.ts";
+import { Controller } from "../controller/mod.ts";
+import { createDefaultIpam } from "../ipam/mod.ts";
+import { createDefaultDrivers } from "../open.ts";
+import { openStore } from "../store/mod.ts";
 import { createApiHandler } from "../daemon/api.ts";
 import { FakeRunner, Kernel, MemoryFs } from "../kernel/mod.ts";
 import { table } from "./format.ts";
@@ -206,7 +209,10 @@ Deno.test("cli: usage errors are one line", async (t) => {
     [["network", "create", "a", "b"], /^too many arguments for 'create'/],
     [["network", "rm"], /^missing required argument 'name'$/],
     [["network", "ls", "--format", "yaml"], /^Invalid --format "yaml": use "table" or "json"$/],
-    [["network", "inspect", "x", "--format", "table"], /^Invalid --format "table": use "json"$/],
+    [
+      ["network", "inspect", "x", "--format", "yaml"],
+      /^Invalid --format "yaml": use "json" or "table"$/,
+    ],
     [["connect", "web"], /^missing required argument 'sandbox'$/],
     [["connect", "--alias", "web"], /^missing required argument/],
     [["netwrk", "ls"], /^unknown command 'netwrk' \(Did you mean network\?\)$/],

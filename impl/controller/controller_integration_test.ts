@@ -3,7 +3,8 @@
  * Everything is removed in `finally`, even on failure.
  */
 import assert from "node:assert/strict";
-import { type Controller, openController } from "../../mod.ts";
+import type { Controller } from "./controller.ts";
+import { openController } from "../open.ts";
 import { createProcessRunner, FaultyRunner } from "../kernel/mod.ts";
 import {
   addNetns,

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { fakeController as makeFake, rejectsKind } from "../../testing/fake_controller.ts";
 import type { Command } from "../kernel/mod.ts";
-import { KernelCommandError } from "../model/errors.ts";
+import { CnmError, KernelCommandError } from "../model/errors.ts";
 import { type Controller, nextIfname } from "./controller.ts";
 
 function fakeController(fail?: (cmd: Command) => boolean) {
@@ -187,6 +187,38 @@ Deno.test("Controller lifecycle rules mirror libnetwork's", async (t) => {
   });
 });
 
+Deno.test("sandboxes are found as networks are: name, id, unique id prefix; an ambiguous prefix is refused", async () => {
+  const { ctl } = fakeController();
+  await ctl.createNetwork({ name: "web", subnet: "10.1.0.0/24" });
+  // 17 sandboxes: two of them share the first hex digit of their id
+  const all = [];
+  for (let i = 0; i < 17; i++) all.push(await ctl.createSandbox({ name: `s${i}` }));
+  const first = all[0];
+  assert.equal(ctl.inspectSandbox(first.id).name, "s0");
+  assert.equal(ctl.inspectSandbox(first.id.slice(0, 12)).name, "s0");
+  const shared = all.map((s) => s.id[0]).find((c, i, ids) => ids.indexOf(c) !== i)!;
+  assert.throws(
+    () => ctl.inspectSandbox(shared),
+    (e: unknown) => {
+      assert.ok(e instanceof CnmError && e.kind === "invalid", `${e}`);
+      assert.equal(e.message, `sandbox id prefix "${shared}" matches several sandboxes`);
+      return true;
+    },
+  );
+  await rejects(
+    ctl.removeSandbox(shared),
+    "invalid",
+    new RegExp(
+      `^Cannot remove sandbox "${shared}": sandbox id prefix "${shared}" matches several sandboxes$`,
+    ),
+  );
+  await rejects(ctl.connect("web", shared), "invalid", /matches several sandboxes/);
+  assert.equal(ctl.listSandboxes().length, 17, "nothing was removed");
+  // a name wins over an id prefix, as for networks
+  await ctl.createSandbox({ name: shared });
+  assert.equal(ctl.inspectSandbox(shared).name, shared);
+});
+
 Deno.test("Controller.connect() orders interfaces and picks the default route like Endpoint.Less", async () => {
   const { ctl, runner, fs } = fakeController();
   await ctl.createNetwork({ name: "zeta", subnet: "10.1.0.0/24" });
@@ -285,6 +317,8 @@ Deno.test("Controller serializes 50 concurrent connects: 50 distinct addresses",
   const { ctl } = fakeController();
   await ctl.createNetwork({ name: "web", subnet: "10.1.0.0/24" });
   await Promise.all(Array.from({ length: 50 }, (_, i) => ctl.createSandbox({ name: `s${i}` })));
-  const eps = await Promise.all(Array.from({ length: 50 }, (_, i) => ctl.connect("web", `s${i}`)));
-  assert.equal(new Set(eps.map((e) => e.ipv4)).size, 50);
+  const endpoints = await Promise.all(
+    Array.from({ length: 50 }, (_, i) => ctl.connect("web", `s${i}`)),
+  );
+  assert.equal(new Set(endpoints.map((e) => e.ipv4)).size, 50);
 });

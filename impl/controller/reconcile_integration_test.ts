@@ -5,7 +5,9 @@
  * directory makes store and kernel agree again. Everything is removed in `finally`.
  */
 import assert from "node:assert/strict";
-import { type Controller, openController, type ReconcileItem } from "../../mod.ts";
+import type { Controller } from "./controller.ts";
+import type { ReconcileItem } from "./reconcile.ts";
+import { openController } from "../open.ts";
 import {
   addNetns,
   hostResidue,

@@ -4,7 +4,7 @@
  * reconcile_integration_test.ts.
  */
 import assert from "node:assert/strict";
-import { createDefaultDrivers } from "../../mod.ts";
+import { createDefaultDrivers } from "../open.ts";
 import { createDefaultIpam } from "../ipam/mod.ts";
 import { FakeRunner, Kernel, MemoryFs } from "../kernel/mod.ts";
 import { openStore } from "../store/mod.ts";

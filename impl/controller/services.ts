@@ -328,9 +328,9 @@ export class Services {
       }
     }
     await this.#c.kernel.nft(this.#c.hostNetns, lbTableScript(this.#c.table, services));
-    for (const [sbId, svcs] of bySandbox) {
+    for (const [sbId, lbServices] of bySandbox) {
       const sb = this.#c.store.get("sandbox", sbId);
-      if (sb) await this.#c.kernel.nft(sb.netnsName, lbSandboxScript(this.#c.table, svcs));
+      if (sb) await this.#c.kernel.nft(sb.netnsName, lbSandboxScript(this.#c.table, lbServices));
     }
   }
 

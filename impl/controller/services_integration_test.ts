@@ -4,7 +4,9 @@
  * restart that lost it. Everything is removed in `finally`.
  */
 import assert from "node:assert/strict";
-import { type Controller, openController } from "../../mod.ts";
+import type { Controller } from "./controller.ts";
+import { nftTableName } from "./names.ts";
+import { openController } from "../open.ts";
 import {
   addNetns,
   isRoot,
@@ -57,7 +59,7 @@ Deno.test({
       // a restart that lost the table and the VIP address
       await ctl.close();
       ctl = undefined;
-      const table = `${prefix.replace(/[^a-zA-Z0-9_]/g, "_")}_lb`;
+      const table = nftTableName(prefix, "lb");
       await must(["ip", "netns", "exec", host, "nft", "delete", "table", "inet", table]);
       const br = (await must(["ip", "-n", host, "-o", "addr", "show", "to", `${vip}/32`]))
         .split(/\s+/)[1];

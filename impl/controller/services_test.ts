@@ -9,18 +9,18 @@ import type { DnsEndpoint } from "../dns/records.ts";
 import type { SandboxResolver } from "./controller.ts";
 
 function fakeResolver() {
-  const eps = new Map<string, DnsEndpoint>();
+  const dnsRecords = new Map<string, DnsEndpoint>();
   const r: SandboxResolver = {
     addSandbox: () => Promise.resolve(),
     removeSandbox: () => Promise.resolve(),
-    upsertEndpoint: (ep) => void eps.set(`${ep.sandboxId}|${ep.networkId}`, ep),
-    removeEndpoint: (s, n) => void eps.delete(`${s}|${n}`),
+    upsertEndpoint: (ep) => void dnsRecords.set(`${ep.sandboxId}|${ep.networkId}`, ep),
+    removeEndpoint: (s, n) => void dnsRecords.delete(`${s}|${n}`),
   };
-  return { r, eps };
+  return { r, dnsRecords };
 }
 
 async function setup(fail?: (cmd: Command) => boolean) {
-  const { r, eps } = fakeResolver();
+  const { r, dnsRecords } = fakeResolver();
   const { ctl, runner, store } = makeFake({
     resolver: r,
     respond: (cmd) => (fail?.(cmd) ? { code: 2, stderr: "injected" } : undefined),
@@ -32,7 +32,7 @@ async function setup(fail?: (cmd: Command) => boolean) {
     await ctl.connect("web", n, n === "c" ? { aliases: ["taken"] } : {});
   }
   await ctl.createSandbox({ name: "lonely" });
-  return { ctl, runner, store, eps, net };
+  return { ctl, runner, store, dnsRecords, net };
 }
 
 const rejects = rejectsKind;
@@ -84,7 +84,7 @@ Deno.test("backends: unknown service or sandbox is not-found, another network fo
 });
 
 Deno.test("a VIP service: VIP from the IPAM on the bridge, numgen map over the backends, names", async () => {
-  const { ctl, runner, eps, net, store } = await setup();
+  const { ctl, runner, dnsRecords, net, store } = await setup();
   const svc = await ctl.createService({
     name: "svc",
     network: "web",
@@ -96,7 +96,7 @@ Deno.test("a VIP service: VIP from the IPAM on the bridge, numgen map over the b
       c.stdin?.includes(`addr replace 10.1.0.5/32 dev br-${net.id.slice(0, 12)}`)
     ),
   );
-  assert.equal(eps.get(`svc:${svc.id}|${net.id}`)?.ipv4, "10.1.0.5");
+  assert.equal(dnsRecords.get(`svc:${svc.id}|${net.id}`)?.ipv4, "10.1.0.5");
   await ctl.addBackend("svc", "a");
   await ctl.addBackend("svc", "b");
   await ctl.addBackend("svc", "b"); // idempotent
@@ -107,7 +107,7 @@ Deno.test("a VIP service: VIP from the IPAM on the bridge, numgen map over the b
     /ip daddr 10\.1\.0\.5 tcp dport 80 dnat ip to numgen random mod 2 map \{ 0 : 10\.1\.0\.2, 1 : 10\.1\.0\.3 \}/,
   );
   const a = store.list("sandbox").find((s) => s.name === "a")!;
-  assert.deepEqual(eps.get(`${a.id}|${net.id}`)?.aliases, ["tasks.svc"]);
+  assert.deepEqual(dnsRecords.get(`${a.id}|${net.id}`)?.aliases, ["tasks.svc"]);
   assert.equal(ctl.inspectService("svc").backendDetails.map((b) => b.sandbox).join(), "a,b");
 
   // a backend that disconnects leaves the service at once
@@ -115,22 +115,22 @@ Deno.test("a VIP service: VIP from the IPAM on the bridge, numgen map over the b
   assert.match(lastNft(runner), /numgen random mod 1 map \{ 0 : 10\.1\.0\.2 \}/);
   assert.equal(ctl.inspectService("svc").backends.length, 1);
   await ctl.removeBackend("svc", "a");
-  assert.deepEqual(eps.get(`${a.id}|${net.id}`)?.aliases, []);
+  assert.deepEqual(dnsRecords.get(`${a.id}|${net.id}`)?.aliases, []);
   assert.doesNotMatch(lastNft(runner), /dnat/);
 
   await rejects(ctl.removeNetwork("web"), "forbidden", /has services \(svc\)/);
   await ctl.removeService("svc");
   assert.equal(lastNft(runner), "table inet t_lb\ndelete table inet t_lb\n");
-  assert.equal(eps.has(`svc:${svc.id}|${net.id}`), false);
+  assert.equal(dnsRecords.has(`svc:${svc.id}|${net.id}`), false);
 });
 
 Deno.test("a DNS-RR service: no VIP, the name and tasks.NAME are aliases of the backends", async () => {
-  const { ctl, eps, net, store } = await setup();
+  const { ctl, dnsRecords, net, store } = await setup();
   const svc = await ctl.createService({ name: "rr", network: "web", mode: "dnsrr" });
   assert.equal(svc.vip, undefined);
   await ctl.addBackend("rr", "a");
   const a = store.list("sandbox").find((s) => s.name === "a")!;
-  assert.deepEqual(eps.get(`${a.id}|${net.id}`)?.aliases, ["tasks.rr", "rr"]);
+  assert.deepEqual(dnsRecords.get(`${a.id}|${net.id}`)?.aliases, ["tasks.rr", "rr"]);
   await ctl.removeSandbox("a");
   assert.deepEqual(ctl.inspectService("rr").backends, []);
 });

@@ -7,7 +7,7 @@
  * @module
  */
 import denoJson from "../../deno.json" with { type: "json" };
-import { openController } from "../../mod.ts";
+import { openController } from "../open.ts";
 import type { Controller, SandboxResolver } from "../controller/controller.ts";
 import { Kernel } from "../kernel/kernel.ts";
 import type { Logger } from "../kernel/runner.ts";

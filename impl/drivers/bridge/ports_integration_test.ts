@@ -4,7 +4,8 @@
  * harness builds it. Everything is removed in `finally`.
  */
 import assert from "node:assert/strict";
-import { type Controller, openController } from "../../../mod.ts";
+import type { Controller } from "../../controller/mod.ts";
+import { openController } from "../../open.ts";
 import {
   addHostWithOutside,
   isRoot,

@@ -1,0 +1,84 @@
+/**
+ * What the embedded DNS is told (research/libnetwork.md §4.1-4.2): sandboxes as they come
+ * and go, each endpoint's names on its network, everything again after a start (the
+ * resolver keeps nothing); and the resolv.conf a sandbox gets, which depends on whether
+ * there is an embedded resolver.
+ * @module
+ */
+import type { DnsEndpoint } from "../dns/records.ts";
+import type { EndpointRecord, NetworkRecord, SandboxRecord } from "../model/objects.ts";
+import { type ControllerContext, endpointsOf, networksById } from "./context.ts";
+import { resolvConf } from "./files.ts";
+
+/** What the controller tells the embedded resolver (research/libnetwork.md §4.1-4.2). */
+export interface SandboxResolver {
+  addSandbox(sandboxId: string, netnsPath: string): Promise<void>;
+  removeSandbox(sandboxId: string): Promise<void>;
+  upsertEndpoint(ep: DnsEndpoint): void;
+  removeEndpoint(sandboxId: string, networkId: string): void;
+}
+
+/** Docker's resolv.conf for sandboxes served by the embedded resolver. */
+export const EMBEDDED_RESOLV_CONF = "nameserver 127.0.0.11\noptions ndots:0\n";
+
+/** A sandbox's resolv.conf: the embedded resolver's, or else from `dns` or the host's. */
+export function sandboxResolvConf(ctx: ControllerContext, hostResolv: string | undefined): string {
+  return ctx.resolver ? EMBEDDED_RESOLV_CONF : resolvConf(ctx.dns, hostResolv);
+}
+
+/** Tells the resolver about an endpoint: its names on its network (§4.2). */
+export function publishEndpoint(
+  ctx: ControllerContext,
+  ep: EndpointRecord,
+  sb: SandboxRecord,
+  net: NetworkRecord,
+): void {
+  if (!ctx.resolver || !ep.ifname) return;
+  try {
+    ctx.resolver.upsertEndpoint({
+      sandboxId: sb.id,
+      sandboxName: sb.name,
+      hostname: sb.hostname,
+      networkId: net.id,
+      networkName: net.name,
+      // no gateway: no way out (internal, or a macvlan network without a parent)
+      internal: net.internal || (!ep.gateway && !ep.gatewayV6),
+      aliases: [...ep.aliases, ...ctx.services.aliasesOf(ep.id)],
+      ipv4: ep.ipv4?.split("/")[0],
+      ipv6: ep.ipv6?.split("/")[0],
+    });
+  } catch (err) {
+    ctx.log(
+      `dns: endpoint ${sb.name} on ${net.name}: ${err instanceof Error ? err.message : err}`,
+    );
+  }
+}
+
+/** Tells the resolver again about a stored endpoint (its service names changed). */
+export function republishEndpoint(ctx: ControllerContext, ep: EndpointRecord): void {
+  const sb = ep.sandboxId ? ctx.store.get("sandbox", ep.sandboxId) : undefined;
+  const net = ctx.store.get("network", ep.networkId);
+  if (sb && net) publishEndpoint(ctx, ep, sb, net);
+}
+
+/**
+ * Puts every sandbox and endpoint in the store into the resolver (after a start: the
+ * resolver keeps nothing), in join order, which decides which network answers first.
+ */
+export async function syncResolver(ctx: ControllerContext): Promise<void> {
+  if (!ctx.resolver) return;
+  const nets = networksById(ctx);
+  for (const sb of ctx.store.list("sandbox")) {
+    if (!(await ctx.kernel.netnsExists(sb.netnsName))) continue;
+    try {
+      await ctx.resolver.addSandbox(sb.id, sb.netnsPath);
+    } catch (err) {
+      ctx.log(`dns: sandbox ${sb.name}: ${err instanceof Error ? err.message : err}`);
+      continue;
+    }
+    for (const ep of endpointsOf(ctx, sb)) {
+      const net = nets.get(ep.networkId);
+      if (net) publishEndpoint(ctx, ep, sb, net);
+    }
+  }
+}

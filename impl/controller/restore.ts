@@ -1,0 +1,80 @@
+/**
+ * Restore after a (re)start: the in-memory state (IPAM allocations, the drivers' networks)
+ * rebuilt from the store (libnetwork `reservePools`, research/libnetwork.md §1.5). What it
+ * cannot do is kept in the context for the next reconcile (./reconcile.ts) to report.
+ * @module
+ */
+import type { CreateNetworkRequest } from "../driver_api/mod.ts";
+import type { ReconcileItem } from "./reconcile.ts";
+import { type ControllerContext, networksById } from "./context.ts";
+import { releaseNetworkIpam, toIpamData } from "./networks.ts";
+
+/**
+ * Replays IPAM allocations, lets drivers restore their networks (which re-creates a missing
+ * bridge) and finishes deletes a crash interrupted.
+ */
+export async function restore(ctx: ControllerContext): Promise<void> {
+  const failed = (kind: ReconcileItem["kind"], name: string, what: string, err: unknown) => {
+    const reason = `${what} failed: ${err instanceof Error ? err.message : String(err)}`;
+    ctx.restoreFailures.push({ kind, name, reason });
+    ctx.log(`restore: ${kind} ${name}: ${reason}`);
+  };
+  for (const net of ctx.store.list("network")) {
+    const driver = ctx.drivers.get(net.driver);
+    if (!driver) {
+      ctx.log(`restore: network ${net.name} uses unknown driver ${net.driver}; kept as is`);
+      continue;
+    }
+    for (const [family, cfgs] of [[4, net.ipv4], [6, net.ipv6]] as const) {
+      for (const c of cfgs) {
+        try {
+          await ctx.ipam.requestPool({
+            addressSpace: c.poolId.split("/")[0],
+            pool: c.subnet,
+            subPool: c.ipRange,
+            v6: family === 6,
+          });
+          if (c.gateway) {
+            await ctx.ipam.requestAddress(c.poolId, c.gateway, { gateway: true });
+          }
+        } catch (err) {
+          failed("network", net.name, `replaying pool ${c.subnet}`, err);
+        }
+      }
+    }
+    const req: CreateNetworkRequest = {
+      networkId: net.id,
+      name: net.name,
+      options: net.options,
+      internal: net.internal,
+      enableIpv6: net.enableIpv6,
+      ipv4: net.ipv4.map(toIpamData),
+      ipv6: net.ipv6.map(toIpamData),
+    };
+    try {
+      // The driver knows the network again (and re-creates its kernel objects if they
+      // are missing); a delete a crash interrupted is then finished (§1.5).
+      await driver.restoreNetwork?.(req);
+      if (net.inDelete) {
+        ctx.log(`restore: finishing the removal of network ${net.name}`);
+        await driver.deleteNetwork(net.id);
+        await releaseNetworkIpam(ctx, net);
+        ctx.store.transaction((tx) => tx.delete("network", net.id));
+      }
+    } catch (err) {
+      failed("network", net.name, net.inDelete ? "finishing its removal" : "restoring it", err);
+    }
+  }
+  const nets = networksById(ctx);
+  for (const ep of ctx.store.list("endpoint")) {
+    const net = nets.get(ep.networkId);
+    if (!net) continue;
+    try {
+      if (ep.ipv4) await ctx.ipam.requestAddress(net.ipv4[0].poolId, ep.ipv4.split("/")[0]);
+      if (ep.ipv6) await ctx.ipam.requestAddress(net.ipv6[0].poolId, ep.ipv6.split("/")[0]);
+    } catch (err) {
+      failed("endpoint", `${ep.name}/${net.name}`, "replaying its address", err);
+    }
+  }
+  await ctx.services.restoreAddresses();
+}

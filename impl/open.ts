@@ -1,0 +1,107 @@
+/**
+ * The composition root: picks and wires the parts of one controller (kernel, store, the
+ * built-in drivers, IPAM, the embedded DNS). The controller itself never imports a concrete
+ * driver; this is the one place that does. The top-level mod.ts re-exports it.
+ * @module
+ */
+import { type Controller, createController } from "./controller/mod.ts";
+import type { SandboxResolver } from "./controller/mod.ts";
+import { nftTableName } from "./controller/names.ts";
+import type { IpamDriver, NetworkDriver } from "./driver_api/mod.ts";
+import { createBridgeDriver } from "./drivers/bridge/mod.ts";
+import { createHostDriver } from "./drivers/host/mod.ts";
+import { createMacvlanDriver } from "./drivers/macvlan/mod.ts";
+import { createNullDriver } from "./drivers/null/mod.ts";
+import { DnsService } from "./dns/mod.ts";
+import { createDefaultIpam, type PredefinedPool } from "./ipam/mod.ts";
+import { type CommandRunner, Kernel, type Logger } from "./kernel/mod.ts";
+import { openStore, type Store } from "./store/mod.ts";
+
+/** The built-in drivers, wired for one host. This is the one list of drivers. */
+export function createDefaultDrivers(
+  options: { kernel: Kernel; hostNetns?: string; prefix: string },
+): NetworkDriver[] {
+  return [
+    createNullDriver(),
+    createHostDriver(),
+    createBridgeDriver({
+      kernel: options.kernel,
+      hostNetns: options.hostNetns,
+      table: nftTableName(options.prefix, "bridge"),
+    }),
+    createMacvlanDriver({ kernel: options.kernel, hostNetns: options.hostNetns }),
+  ];
+}
+
+/** Options of {@linkcode openController}. */
+export interface OpenControllerOptions {
+  /** Host namespace name under /run/netns; absent = the root namespace. */
+  hostNetns?: string;
+  /** Start of every name created in shared places; default "cnm". */
+  prefix?: string;
+  /** State directory (holds state.db); ":memory:" keeps state in memory only. */
+  stateDir: string;
+  /**
+   * Upstream DNS servers: forwarded to by the embedded resolver (from the host namespace),
+   * or written to sandboxes' resolv.conf when the embedded resolver is off.
+   */
+  dns?: string[];
+  /**
+   * Run Docker's embedded resolver at 127.0.0.11 in every sandbox (the daemon does; the
+   * library default is off, so a program embedding the controller opts in).
+   */
+  embeddedDns?: boolean;
+  /** Wraps the embedded resolver (the test-only faults of testing/test_faults.ts use it). */
+  wrapResolver?: (r: SandboxResolver) => SandboxResolver;
+  /** Predefined local pools (`--default-pool`). */
+  defaultPools?: PredefinedPool[];
+  log?: Logger;
+  /** Command runner (tests inject fault wrappers). */
+  runner?: CommandRunner;
+  /** Replaces the built-in drivers. */
+  drivers?: (kernel: Kernel) => NetworkDriver[];
+  ipam?: IpamDriver;
+}
+
+/** Opens the store, wires kernel, IPAM and drivers, and restores the controller's state. */
+export async function openController(options: OpenControllerOptions): Promise<Controller> {
+  const prefix = options.prefix ?? "cnm";
+  const kernel = new Kernel({ runner: options.runner, log: options.log });
+  let store: Store;
+  if (options.stateDir === ":memory:") {
+    store = openStore(":memory:");
+  } else {
+    await Deno.mkdir(options.stateDir, { recursive: true });
+    store = openStore(`${options.stateDir}/state.db`);
+  }
+  const drivers = options.drivers?.(kernel) ??
+    createDefaultDrivers({ kernel, hostNetns: options.hostNetns, prefix });
+  const resolver = options.embeddedDns
+    ? new DnsService({
+      upstreams: options.dns ?? [],
+      hostNetnsPath: options.hostNetns ? kernel.netnsPath(options.hostNetns) : undefined,
+      log: options.log,
+    })
+    : undefined;
+  try {
+    return await createController({
+      kernel,
+      store,
+      ipam: options.ipam ?? createDefaultIpam({ localPools: options.defaultPools }),
+      drivers,
+      hostNetns: options.hostNetns,
+      prefix,
+      dns: options.dns,
+      log: options.log,
+      resolver: resolver && options.wrapResolver ? options.wrapResolver(resolver) : resolver,
+      onClose: async () => {
+        await resolver?.close();
+        store.close();
+      },
+    });
+  } catch (err) {
+    await resolver?.close();
+    store.close();
+    throw err;
+  }
+}
