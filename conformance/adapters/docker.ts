@@ -469,9 +469,8 @@ export class DockerAdapter implements Implementation {
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
-    for (const [name, sb] of this.#sandboxes) {
+    for (const name of [...this.#sandboxes.keys()]) {
       await this.removeSandbox(name).catch(() => {});
-      void sb;
     }
     for (const e of this.#engines.values()) {
       // everything we labelled, in case a case left something behind

@@ -7,9 +7,9 @@
  * cnm network create [--driver D] [--subnet CIDR] [--gateway IP] [--ip-range CIDR] [--ipv6]
  *                    [--ipv6-subnet CIDR] [--ipv6-gateway IP] [--internal] [-o|--opt K=V]...
  *                    [--label K=V]... NAME
- * cnm network ls [--format json] | network inspect NAME [--format json] | network rm NAME...
+ * cnm network ls [--format json] | network inspect NAME [--format json|table] | network rm NAME...
  * cnm sandbox create [--hostname H] NAME | sandbox ls [--format json]
- * cnm sandbox inspect NAME [--format json] | sandbox rm NAME...
+ * cnm sandbox inspect NAME [--format json|table] | sandbox rm NAME...
  * cnm connect [--ip IP] [--ip6 IP] [--alias A]...
  *             [--publish [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|/udp]]... NETWORK SANDBOX
  * cnm disconnect NETWORK SANDBOX
@@ -17,7 +17,7 @@
  * cnm service create [--mode vip|dnsrr] [--port PORT[/tcp|/udp]]... [--affinity client-ip]
  *                    --network NETWORK NAME
  * cnm service add NAME SANDBOX | service remove NAME SANDBOX | service ls [--format json]
- * cnm service inspect NAME | service rm NAME...
+ * cnm service inspect NAME [--format json|table] | service rm NAME...
  * ```
  * @module
  */
@@ -53,7 +53,7 @@ export type CliCommand =
   | { kind: "service-add"; service: string; sandbox: string }
   | { kind: "service-remove"; service: string; sandbox: string }
   | { kind: "service-ls"; format: OutputFormat }
-  | { kind: "service-inspect"; name: string }
+  | { kind: "service-inspect"; name: string; format: OutputFormat }
   | { kind: "service-rm"; names: string[] };
 
 /** A parsed command line: the command and the daemon socket it talks to. */
@@ -155,11 +155,11 @@ function program(out: { text: string }, done: (c: CliCommand) => void): Command 
     .option("--format <format>", 'output format: "table" or "json"')
     .action((o) => done({ kind: "network-ls", format: format(o.format, ["table", "json"]) }));
   network.command("inspect")
-    .description("show a network as JSON")
+    .description("show a network (JSON, or a one-row table)")
     .argument("<name>")
-    .option("--format <format>", 'output format: "json"')
+    .option("--format <format>", 'output format: "json" or "table"')
     .action((name: string, o) =>
-      done({ kind: "network-inspect", name, format: format(o.format, ["json"]) })
+      done({ kind: "network-inspect", name, format: format(o.format, ["json", "table"]) })
     );
   network.command("rm").alias("remove")
     .description("remove networks; prints each name removed")
@@ -179,11 +179,11 @@ function program(out: { text: string }, done: (c: CliCommand) => void): Command 
     .option("--format <format>", 'output format: "table" or "json"')
     .action((o) => done({ kind: "sandbox-ls", format: format(o.format, ["table", "json"]) }));
   sandbox.command("inspect")
-    .description("show a sandbox as JSON")
+    .description("show a sandbox (JSON, or a one-row table)")
     .argument("<name>")
-    .option("--format <format>", 'output format: "json"')
+    .option("--format <format>", 'output format: "json" or "table"')
     .action((name: string, o) =>
-      done({ kind: "sandbox-inspect", name, format: format(o.format, ["json"]) })
+      done({ kind: "sandbox-inspect", name, format: format(o.format, ["json", "table"]) })
     );
   sandbox.command("rm").alias("remove")
     .description("remove sandboxes; prints each name removed")
@@ -270,9 +270,12 @@ function program(out: { text: string }, done: (c: CliCommand) => void): Command 
     .option("--format <format>", 'output format: "table" or "json"')
     .action((o) => done({ kind: "service-ls", format: format(o.format, ["table", "json"]) }));
   service.command("inspect")
-    .description("show a service as JSON")
+    .description("show a service (JSON, or a one-row table)")
     .argument("<name>")
-    .action((name: string) => done({ kind: "service-inspect", name }));
+    .option("--format <format>", 'output format: "json" or "table"')
+    .action((name: string, o) =>
+      done({ kind: "service-inspect", name, format: format(o.format, ["json", "table"]) })
+    );
   service.command("rm")
     .description("remove services; prints each name removed")
     .argument("<name...>")

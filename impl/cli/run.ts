@@ -65,9 +65,11 @@ async function run(c: Exclude<CliCommand, { kind: "help" | "daemon" }>, api: Api
       io.out(c.format === "json" ? prettyJson(nets) : networkTable(nets));
       return 0;
     }
-    case "network-inspect":
-      io.out(prettyJson(await api.request<NetworkView>("GET", `/networks/${seg(c.name)}`)));
+    case "network-inspect": {
+      const net = await api.request<NetworkView>("GET", `/networks/${seg(c.name)}`);
+      io.out(c.format === "json" ? prettyJson(net) : networkTable([net]));
       return 0;
+    }
     case "network-rm":
       return await removeEach(c.names, (n) => api.request("DELETE", `/networks/${seg(n)}`), io);
     case "sandbox-create": {
@@ -80,9 +82,11 @@ async function run(c: Exclude<CliCommand, { kind: "help" | "daemon" }>, api: Api
       io.out(c.format === "json" ? prettyJson(sbs) : sandboxTable(sbs));
       return 0;
     }
-    case "sandbox-inspect":
-      io.out(prettyJson(await api.request<SandboxView>("GET", `/sandboxes/${seg(c.name)}`)));
+    case "sandbox-inspect": {
+      const sb = await api.request<SandboxView>("GET", `/sandboxes/${seg(c.name)}`);
+      io.out(c.format === "json" ? prettyJson(sb) : sandboxTable([sb]));
       return 0;
+    }
     case "sandbox-rm":
       return await removeEach(c.names, (n) => api.request("DELETE", `/sandboxes/${seg(n)}`), io);
     case "connect":
@@ -115,9 +119,11 @@ async function run(c: Exclude<CliCommand, { kind: "help" | "daemon" }>, api: Api
       io.out(c.format === "json" ? prettyJson(svcs) : serviceTable(svcs));
       return 0;
     }
-    case "service-inspect":
-      io.out(prettyJson(await api.request("GET", `/services/${seg(c.name)}`)));
+    case "service-inspect": {
+      const svc = await api.request<ServiceRecord>("GET", `/services/${seg(c.name)}`);
+      io.out(c.format === "json" ? prettyJson(svc) : serviceTable([svc]));
       return 0;
+    }
     case "service-rm":
       return await removeEach(c.names, (n) => api.request("DELETE", `/services/${seg(n)}`), io);
   }

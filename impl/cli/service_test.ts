@@ -42,7 +42,16 @@ Deno.test("cnm service create/add/remove/ls/inspect/rm parse to their commands",
     sandbox: "a",
   });
   assert.deepEqual(cmd("service", "ls"), { kind: "service-ls", format: "table" });
-  assert.deepEqual(cmd("service", "inspect", "svc"), { kind: "service-inspect", name: "svc" });
+  assert.deepEqual(cmd("service", "inspect", "svc"), {
+    kind: "service-inspect",
+    name: "svc",
+    format: "json",
+  });
+  assert.deepEqual(cmd("service", "inspect", "svc", "--format", "table"), {
+    kind: "service-inspect",
+    name: "svc",
+    format: "table",
+  });
   assert.deepEqual(cmd("service", "rm", "a", "b"), { kind: "service-rm", names: ["a", "b"] });
 });
 
