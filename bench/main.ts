@@ -322,6 +322,35 @@ try {
   for (let i = 0; i < 100; i++) await api("DELETE", `/sandboxes/t${i}`, undefined, 204);
   console.log(`100-sandbox teardown ${(performance.now() - t1).toFixed(0)} ms`);
   await api("DELETE", "/networks/web", undefined, 204);
+
+  // Scale: 1,000 sandboxes on one network. Does any operation cost O(endpoints)? Connect
+  // p50 over the first 10, around the 100th and over the last 10.
+  const SCALE = Number(Deno.env.get("CNM_BENCH_SCALE") ?? 1000);
+  await api("POST", "/networks", { name: "scale", subnet: "10.96.0.0/16" }, 201);
+  const scaleConnect: number[] = [];
+  const s0 = performance.now();
+  for (let i = 0; i < SCALE; i++) {
+    await api("POST", "/sandboxes", { name: `x${i}` }, 201);
+    await time(
+      scaleConnect,
+      () => api("POST", "/networks/scale/endpoints", { sandbox: `x${i}` }, 201),
+    );
+  }
+  const scaleBuild = performance.now() - s0;
+  const first = pct(scaleConnect.slice(0, 10), 50);
+  const mid = pct(scaleConnect.slice(95, 105), 50);
+  const last = pct(scaleConnect.slice(-10), 50);
+  console.log(
+    `${SCALE}-sandbox build ${(scaleBuild / 1000).toFixed(1)} s (target 15 s: ${
+      (scaleBuild / 15000).toFixed(2)
+    }x); connect p50 first 10 ${first.toFixed(1)} ms, around the 100th ${
+      mid.toFixed(1)
+    } ms, last 10 ${last.toFixed(1)} ms: ${(last / first).toFixed(2)}x the first (target <= 1.5x)`,
+  );
+  const s1 = performance.now();
+  for (let i = 0; i < SCALE; i++) await api("DELETE", `/sandboxes/x${i}`, undefined, 204);
+  console.log(`${SCALE}-sandbox teardown ${((performance.now() - s1) / 1000).toFixed(1)} s`);
+  await api("DELETE", "/networks/scale", undefined, 204);
 } catch (err) {
   console.error(`bench failed: ${err instanceof Error ? err.message : err}`);
   if (daemon) console.error(`daemon log:\n${daemon.log}`);
