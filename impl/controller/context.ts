@@ -11,7 +11,7 @@ import type { Kernel } from "../kernel/kernel.ts";
 import type { Logger } from "../kernel/runner.ts";
 import { InvalidArgumentError, NotFoundError } from "../model/errors.ts";
 import type { EndpointRecord, NetworkRecord, SandboxRecord } from "../model/objects.ts";
-import type { Store } from "../store/store.ts";
+import type { RecordOf, Store } from "../store/store.ts";
 import type { ReconcileItem } from "./reconcile.ts";
 import type { SandboxResolver } from "./resolver_sync.ts";
 import type { Services } from "./services.ts";
@@ -57,17 +57,19 @@ export function driverOf(ctx: ControllerContext, name: string): NetworkDriver {
 
 /**
  * Finds a record by exact name, then exact id, then unique id prefix (hex digits only); an
- * ambiguous prefix is refused, none found is a not-found error.
+ * ambiguous prefix is refused, none found is a not-found error. Indexed lookups: no scan of
+ * every record (connect finds its sandbox this way).
  */
-function findByRef<T extends { id: string; name: string }>(
-  all: T[],
+function findByRef<K extends "network" | "sandbox">(
+  ctx: ControllerContext,
+  kind: K,
   ref: string,
   what: string,
   whats: string,
-): T {
-  const hit = all.find((r) => r.name === ref) ?? all.find((r) => r.id === ref);
+): RecordOf<K> {
+  const hit = ctx.store.byName(kind, ref)[0] ?? ctx.store.get(kind, ref);
   if (hit) return hit;
-  const byPrefix = /^[0-9a-f]{1,64}$/.test(ref) ? all.filter((r) => r.id.startsWith(ref)) : [];
+  const byPrefix = /^[0-9a-f]{1,64}$/.test(ref) ? ctx.store.byIdPrefix(kind, ref, 2) : [];
   if (byPrefix.length === 1) return byPrefix[0];
   if (byPrefix.length > 1) {
     throw new InvalidArgumentError(`${what} id prefix "${ref}" matches several ${whats}`);
@@ -77,12 +79,12 @@ function findByRef<T extends { id: string; name: string }>(
 
 /** Finds a network by name, full id or unique id prefix. */
 export function findNetwork(ctx: ControllerContext, ref: string): NetworkRecord {
-  return findByRef(ctx.store.list("network"), ref, "network", "networks");
+  return findByRef(ctx, "network", ref, "network", "networks");
 }
 
 /** Finds a sandbox by name, full id or unique id prefix. */
 export function findSandbox(ctx: ControllerContext, ref: string): SandboxRecord {
-  return findByRef(ctx.store.list("sandbox"), ref, "sandbox", "sandboxes");
+  return findByRef(ctx, "sandbox", ref, "sandbox", "sandboxes");
 }
 
 /** A sandbox's endpoint records, in join order. */

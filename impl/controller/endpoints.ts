@@ -199,6 +199,7 @@ export async function disconnectEndpoint(
   sb: SandboxRecord,
   ep: EndpointRecord,
   reprogram: boolean,
+  sandboxGoing = false,
 ): Promise<SandboxRecord> {
   const nets = networksById(ctx);
   const net = nets.get(ep.networkId);
@@ -207,7 +208,7 @@ export async function disconnectEndpoint(
   const after = before.filter((e) => e.id !== ep.id);
   const updated: SandboxRecord = { ...sb, endpoints: sb.endpoints.filter((i) => i !== ep.id) };
   if (driver && net) {
-    const req = joinRequest(sb, ep, net);
+    const req = { ...joinRequest(sb, ep, net), ...(sandboxGoing ? { sandboxGoing } : {}) };
     await driver.revokeExternalConnectivity({
       ...req,
       options: ep.published?.length ? { [PORTMAP_OPTION]: ep.published } : {},

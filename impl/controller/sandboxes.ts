@@ -49,7 +49,7 @@ export async function createSandbox(
   undo: UndoStack,
 ): Promise<SandboxRecord> {
   validateName("sandbox", opts.name);
-  if (ctx.store.list("sandbox").some((s) => s.name === opts.name)) {
+  if (ctx.store.byName("sandbox", opts.name).length > 0) {
     throw new ConflictError(`sandbox with name ${opts.name} already exists`);
   }
   const id = newId();
@@ -102,7 +102,8 @@ export async function createSandbox(
 export async function removeSandbox(ctx: ControllerContext, ref: string): Promise<void> {
   let sb = findSandbox(ctx, ref);
   for (const ep of endpointsOf(ctx, sb).reverse()) {
-    sb = await disconnectEndpoint(ctx, sb, ep, false);
+    // the namespace goes right after: the drivers need not delete its links one by one
+    sb = await disconnectEndpoint(ctx, sb, ep, false, true);
   }
   // its sockets would keep the namespace alive
   await ctx.resolver?.removeSandbox(sb.id);

