@@ -188,7 +188,7 @@ try {
       networkName: "benchnet",
       internal: false,
       aliases: [],
-      ipv4: `10.77.${i >> 8}.${(i & 255) + 2}`,
+      ipv4: `10.77.${(i + 2) >> 8}.${(i + 2) & 255}`,
     });
   }
   const scaleFile = `${tmp}/queries-${SCALE}.txt`;

@@ -41,6 +41,8 @@ if [ "${CNM_NO_DOCKER:-0}" != "1" ]; then
   command -v containerd >/dev/null 2>&1 || need+=(containerd)
   [ -x /bin/busybox ] || [ -x /usr/bin/busybox ] || need+=(busybox-static)
   command -v iptables >/dev/null 2>&1 || need+=(iptables)
+  # deno task bench: the embedded DNS under dnsperf
+  command -v dnsperf >/dev/null 2>&1 || need+=(dnsperf)
   if [ ${#need[@]} -gt 0 ]; then
     echo "provision: installing ${need[*]} (Docker profile)"
     export DEBIAN_FRONTEND=noninteractive
