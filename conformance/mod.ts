@@ -399,35 +399,46 @@ export async function runConformance(opts: RunOptions): Promise<RunResult> {
       }
       // the audit: after the implementation's own teardown, before any forced removal
       const tag = opts.impls.length > 1 ? `[${impl?.name ?? spec}] ` : "";
-      const found: string[] = [];
-      for (const h of hosts) {
-        for (const [where, path] of hostNamespaces(h)) {
-          const before = hostBefore.get(where);
-          if (!before) continue;
-          const after = await snapshotNetns(path).catch(() => undefined);
-          if (after) found.push(...diffSnapshots(before, after, where));
-        }
-      }
-      if (rootBefore) found.push(...diffSnapshots(rootBefore, await snapshotNetns(), "root"));
-      if (machineBefore) {
-        found.push(
-          ...diffSnapshots(machineBefore, await snapshotMachine(), "machine", {
-            prefix,
-            kinds: ["netns", "/etc/netns", "tmp"],
-          }),
-        );
-      }
       const harnessPids = hosts.flatMap((h) => [
         ...(h.dnsStub ? [h.dnsStub.pid] : []),
         ...h.responders.flatMap((r) => r.pids),
       ]);
-      found.push(
-        ...await processesOf({
-          prefix,
-          netnsPaths: hosts.flatMap((h) => hostNamespaces(h).map(([, p]) => p)),
-          exclude: harnessPids,
-        }),
-      );
+      const audit = async (): Promise<string[]> => {
+        const found: string[] = [];
+        for (const h of hosts) {
+          for (const [where, path] of hostNamespaces(h)) {
+            const before = hostBefore.get(where);
+            if (!before) continue;
+            const after = await snapshotNetns(path).catch(() => undefined);
+            if (after) found.push(...diffSnapshots(before, after, where));
+          }
+        }
+        if (rootBefore) found.push(...diffSnapshots(rootBefore, await snapshotNetns(), "root"));
+        if (machineBefore) {
+          found.push(
+            ...diffSnapshots(machineBefore, await snapshotMachine(), "machine", {
+              prefix,
+              kinds: ["netns", "/etc/netns", "tmp"],
+            }),
+          );
+        }
+        found.push(
+          ...await processesOf({
+            prefix,
+            netnsPaths: hosts.flatMap((h) => hostNamespaces(h).map(([, p]) => p)),
+            exclude: harnessPids,
+          }),
+        );
+        return found;
+      };
+      // a teardown may finish in the kernel just after it returned (a deleted namespace's
+      // links go with the kernel's asynchronous namespace clean-up): converge, bounded, and
+      // what is still there after 5 s is residue
+      let found = await audit();
+      for (const end = performance.now() + 5000; found.length && performance.now() < end;) {
+        await new Promise((r) => setTimeout(r, 250));
+        found = await audit();
+      }
       residue.push(...found.map((f) => `${tag}${f}`));
       if (found.length) anyFailure = true;
       for (const h of hosts) await stopHost(h);

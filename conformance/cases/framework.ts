@@ -313,6 +313,18 @@ export function createContext(options: {
   const deferred: (() => Promise<void> | void)[] = [];
   const defer = (fn: () => Promise<void> | void) => deferred.push(fn);
   const witnesses = new Map<string, Promise<Witness>>();
+  /**
+   * Checks still running: a case that fails on one check of a `Promise.all` leaves its
+   * siblings running, and teardown must wait for them (else a late one starts a witness, or
+   * probes, in a sandbox being removed, and keeps its namespace alive).
+   */
+  const inflight = new Set<Promise<unknown>>();
+  const track = <A extends unknown[], R>(fn: (...a: A) => Promise<R>) => (...a: A): Promise<R> => {
+    const p = fn(...a);
+    inflight.add(p);
+    p.then(() => inflight.delete(p), () => inflight.delete(p));
+    return p;
+  };
 
   const fail = (message: string, details: Partial<Failure> = {}, grid?: Grid): never => {
     throw new CaseFailure({ message, reproduce: [], ...details }, grid);
@@ -590,10 +602,10 @@ export function createContext(options: {
     showGrid(grid) {
       ctx.grid = grid;
     },
-    observe,
-    expectReach,
-    expectBlocked,
-    async matrix(cells, controls) {
+    observe: track(observe),
+    expectReach: track(expectReach),
+    expectBlocked: track(expectBlocked),
+    matrix: track(async (cells: MatrixCell[][], controls: (Target | undefined)[]) => {
       const observed = cells.map((row) => row.map(() => false));
       const jobs: (() => Promise<void>)[] = [];
       cells.forEach((row, i) => {
@@ -630,7 +642,7 @@ export function createContext(options: {
         while (next < jobs.length) await jobs[next++]();
       }));
       return observed;
-    },
+    }),
     async expectRefused(p, what, kinds) {
       const allowed = Array.isArray(kinds) ? kinds : [kinds];
       try {
@@ -654,6 +666,7 @@ export function createContext(options: {
       });
     },
     async finish() {
+      while (inflight.size) await Promise.allSettled([...inflight]);
       const errors: string[] = [];
       while (deferred.length) {
         const fn = deferred.pop()!;

@@ -199,7 +199,6 @@ export async function disconnectEndpoint(
   sb: SandboxRecord,
   ep: EndpointRecord,
   reprogram: boolean,
-  sandboxGoing = false,
 ): Promise<SandboxRecord> {
   const nets = networksById(ctx);
   const net = nets.get(ep.networkId);
@@ -208,7 +207,7 @@ export async function disconnectEndpoint(
   const after = before.filter((e) => e.id !== ep.id);
   const updated: SandboxRecord = { ...sb, endpoints: sb.endpoints.filter((i) => i !== ep.id) };
   if (driver && net) {
-    const req = { ...joinRequest(sb, ep, net), ...(sandboxGoing ? { sandboxGoing } : {}) };
+    const req = joinRequest(sb, ep, net);
     await driver.revokeExternalConnectivity({
       ...req,
       options: ep.published?.length ? { [PORTMAP_OPTION]: ep.published } : {},

@@ -102,8 +102,7 @@ export async function createSandbox(
 export async function removeSandbox(ctx: ControllerContext, ref: string): Promise<void> {
   let sb = findSandbox(ctx, ref);
   for (const ep of endpointsOf(ctx, sb).reverse()) {
-    // the namespace goes right after: the drivers need not delete its links one by one
-    sb = await disconnectEndpoint(ctx, sb, ep, false, true);
+    sb = await disconnectEndpoint(ctx, sb, ep, false);
   }
   // its sockets would keep the namespace alive
   await ctx.resolver?.removeSandbox(sb.id);

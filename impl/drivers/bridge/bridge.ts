@@ -561,11 +561,6 @@ export function createBridgeDriver(options: BridgeDriverOptions): BridgeDriver {
     },
 
     async leave(req: JoinRequest) {
-      // The namespace's deletion destroys the pair (sandbox rm): nothing to do one by one.
-      if (req.sandboxGoing) {
-        left.add(req.endpointId);
-        return;
-      }
       // Deleting the sandbox end destroys the pair; deleteEndpoint then has nothing to do.
       if (await kernel.ipForce(req.sandbox.netnsName, [`link del dev ${req.ifname}`])) {
         left.add(req.endpointId);

@@ -255,8 +255,6 @@ export function createMacvlanDriver(options: MacvlanDriverOptions): NetworkDrive
     },
 
     async leave(req: JoinRequest) {
-      // the namespace's deletion takes the link with it (sandbox rm)
-      if (req.sandboxGoing) return;
       await kernel.ipForce(req.sandbox.netnsName, leaveLines(req));
     },
 
