@@ -10,90 +10,13 @@ import {
   reachMatrix,
   startResponders,
 } from "./mod.ts";
-import { descendants, runCommand } from "./run.ts";
+import { descendants } from "./run.ts";
+import { hex6, makePair, netnsList, pidsIn, removeByPrefix } from "./test_namespaces.ts";
 
 const isRoot = Deno.uid() === 0;
 
-async function must(argv: string[]): Promise<string> {
-  const out = await runCommand(argv, { deadlineMs: 10_000 });
-  if (out.code !== 0) throw new Error(`${argv.join(" ")} failed (${out.code}): ${out.stderr}`);
-  return out.stdout;
-}
-
-async function netnsList(): Promise<string[]> {
-  const out = await runCommand(["ip", "netns", "list"], { deadlineMs: 5000 });
-  return out.stdout.split("\n").map((l) => l.split(" ")[0]).filter(Boolean);
-}
-
-async function pidsIn(ns: string): Promise<number[]> {
-  const out = await runCommand(["ip", "netns", "pids", ns], { deadlineMs: 5000 });
-  return out.stdout.split(/\s+/).filter(Boolean).map(Number);
-}
-
 async function comm(pid: number): Promise<string> {
   return (await Deno.readTextFile(`/proc/${pid}/comm`).catch(() => "")).trim();
-}
-
-function hex6(): string {
-  const b = crypto.getRandomValues(new Uint8Array(3));
-  return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
-}
-
-/** Two namespaces joined by a veth pair: a = .1, b = .2 (v4 and v6). */
-async function makePair(prefix: string): Promise<{ a: string; b: string; pa: string; pb: string }> {
-  const a = `${prefix}-a`;
-  const b = `${prefix}-b`;
-  for (const ns of [a, b]) {
-    await must(["ip", "netns", "add", ns]);
-    await must(["ip", "-n", ns, "link", "set", "lo", "up"]);
-  }
-  // created inside a, its peer moved straight to b: the root namespace is never touched
-  await must([
-    "ip",
-    "-n",
-    a,
-    "link",
-    "add",
-    "va",
-    "type",
-    "veth",
-    "peer",
-    "name",
-    "vb",
-    "netns",
-    b,
-  ]);
-  await must(["ip", "-n", a, "addr", "add", "10.250.0.1/24", "dev", "va"]);
-  await must(["ip", "-n", b, "addr", "add", "10.250.0.2/24", "dev", "vb"]);
-  await must(["ip", "-n", a, "addr", "add", "fd00:250::1/64", "dev", "va", "nodad"]);
-  await must(["ip", "-n", b, "addr", "add", "fd00:250::2/64", "dev", "vb", "nodad"]);
-  await must(["ip", "-n", a, "link", "set", "va", "up"]);
-  await must(["ip", "-n", b, "link", "set", "vb", "up"]);
-  // links come up asynchronously (IPv6 later than IPv4): converge before testing
-  for (const ip of ["10.250.0.2", "fd00:250::2"]) {
-    const up = await pollUntil(
-      () => probeIcmp(`/run/netns/${a}`, ip, { timeoutMs: 200 }),
-      (r) => r.ok,
-      {
-        deadlineMs: 5000,
-        intervalMs: 20,
-      },
-    );
-    if (!up.ok) throw new Error(`veth pair not up: ${up.value.command}: ${up.value.detail}`);
-  }
-  return { a, b, pa: `/run/netns/${a}`, pb: `/run/netns/${b}` };
-}
-
-async function removeByPrefix(prefix: string): Promise<void> {
-  for (const ns of await netnsList()) {
-    if (!ns.startsWith(prefix)) continue;
-    for (const pid of await pidsIn(ns)) {
-      try {
-        Deno.kill(pid, "SIGKILL");
-      } catch { /* gone */ }
-    }
-    await runCommand(["ip", "netns", "del", ns], { deadlineMs: 5000 });
-  }
 }
 
 Deno.test({

@@ -21,7 +21,8 @@ import {
 import { burstUdp, probeIcmp, type ProbeResult, probeTcp, probeUdp } from "./probes.ts";
 import { classifyProbe } from "./outcome.ts";
 import { startResponders } from "./responders.ts";
-import { pollUntil, runCommand } from "./run.ts";
+import { runCommand } from "./run.ts";
+import { hex6, makePair, must, netnsList, pidsIn } from "./test_namespaces.ts";
 
 function fixture(name: string): string {
   return Deno.readTextFileSync(new URL(`./testdata/${name}`, import.meta.url));
@@ -234,71 +235,8 @@ Deno.test("tcpdumpArgv: only arriving packets, immediate, hex, SLL2", () => {
 // ---------------------------------------------------------------------------------------
 // integration (root)
 
-async function must(argv: string[]): Promise<string> {
-  const out = await runCommand(argv, { deadlineMs: 10_000 });
-  if (out.code !== 0) throw new Error(`${argv.join(" ")} failed (${out.code}): ${out.stderr}`);
-  return out.stdout;
-}
-
-async function netnsList(): Promise<string[]> {
-  const out = await runCommand(["ip", "netns", "list"], { deadlineMs: 5000 });
-  return out.stdout.split("\n").map((l) => l.split(" ")[0]).filter(Boolean);
-}
-
-async function pidsIn(ns: string): Promise<number[]> {
-  const out = await runCommand(["ip", "netns", "pids", ns], { deadlineMs: 5000 });
-  return out.stdout.split(/\s+/).filter(Boolean).map(Number);
-}
-
 async function alive(pid: number): Promise<boolean> {
   return await Deno.stat(`/proc/${pid}`).then(() => true, () => false);
-}
-
-function hex6(): string {
-  return Array.from(
-    crypto.getRandomValues(new Uint8Array(3)),
-    (x) => x.toString(16).padStart(2, "0"),
-  )
-    .join("");
-}
-
-async function makePair(prefix: string): Promise<{ pa: string; pb: string }> {
-  const a = `${prefix}-a`;
-  const b = `${prefix}-b`;
-  for (const ns of [a, b]) {
-    await must(["ip", "netns", "add", ns]);
-    await must(["ip", "-n", ns, "link", "set", "lo", "up"]);
-  }
-  await must([
-    "ip",
-    "-n",
-    a,
-    "link",
-    "add",
-    "va",
-    "type",
-    "veth",
-    "peer",
-    "name",
-    "vb",
-    "netns",
-    b,
-  ]);
-  await must(["ip", "-n", a, "addr", "add", "10.99.0.1/24", "dev", "va"]);
-  await must(["ip", "-n", b, "addr", "add", "10.99.0.2/24", "dev", "vb"]);
-  await must(["ip", "-n", a, "addr", "add", "fd00:99::1/64", "dev", "va", "nodad"]);
-  await must(["ip", "-n", b, "addr", "add", "fd00:99::2/64", "dev", "vb", "nodad"]);
-  await must(["ip", "-n", a, "link", "set", "va", "up"]);
-  await must(["ip", "-n", b, "link", "set", "vb", "up"]);
-  const pa = `/run/netns/${a}`;
-  for (const ip of ["10.99.0.2", "fd00:99::2"]) {
-    const up = await pollUntil(() => probeIcmp(pa, ip, { timeoutMs: 200 }), (r) => r.ok, {
-      deadlineMs: 5000,
-      intervalMs: 20,
-    });
-    if (!up.ok) throw new Error(`veth pair not up: ${up.value.command}: ${up.value.detail}`);
-  }
-  return { pa, pb: `/run/netns/${b}` };
 }
 
 async function verdict(w: Witness, probe: ProbeResult, token: Token, expectIdentity?: string) {
@@ -316,7 +254,7 @@ Deno.test({
     const witnesses: Witness[] = [];
     let responders: Awaited<ReturnType<typeof startResponders>> | undefined;
     try {
-      const { pa, pb } = await makePair(prefix);
+      const { pa, pb } = await makePair(prefix, "10.99.0", "fd00:99:");
       responders = await startResponders(pb, "b", { tcp: [7000], udp: [7001] });
       const w = await startWitness(pb, "b");
       witnesses.push(w);
