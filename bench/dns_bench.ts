@@ -56,6 +56,20 @@ async function askOnce(nsPath: string, name: string): Promise<boolean> {
   }
 }
 
+/** Endpoint `i` of the bench network: `c<i>`, hostname `h<i>`, address 10.77.x.y (i + 2). */
+function benchEndpoint(i: number, sandboxId = `sb${i}`, aliases: string[] = []) {
+  return {
+    sandboxId,
+    sandboxName: `c${i}`,
+    hostname: `h${i}`,
+    networkId: "benchnet-id",
+    networkName: "benchnet",
+    internal: false,
+    aliases,
+    ipv4: `10.77.${(i + 2) >> 8}.${(i + 2) & 255}`,
+  };
+}
+
 const prefix = testPrefix();
 const ns = (n: string) => `${prefix}-${n}`;
 const path = (n: string) => `/run/netns/${ns(n)}`;
@@ -132,16 +146,7 @@ try {
   await addNetns(ns("sb0"));
   await dns.addSandbox("sb0", path("sb0"));
   for (let i = 0; i < ENDPOINTS; i++) {
-    dns.upsertEndpoint({
-      sandboxId: `sb${i}`,
-      sandboxName: `c${i}`,
-      hostname: `h${i}`,
-      networkId: "benchnet-id",
-      networkName: "benchnet",
-      internal: false,
-      aliases: i % 5 === 0 ? ["web"] : [],
-      ipv4: `10.77.${i >> 8}.${(i & 255) + 2}`,
-    });
+    dns.upsertEndpoint(benchEndpoint(i, `sb${i}`, i % 5 === 0 ? ["web"] : []));
   }
   const queryFile = `${tmp}/queries.txt`;
   const lines: string[] = [];
@@ -180,16 +185,7 @@ try {
   // answer is a map lookup per name, so the rate must not depend on the record count
   const SCALE = 1000;
   for (let i = ENDPOINTS; i < SCALE; i++) {
-    dns.upsertEndpoint({
-      sandboxId: `sb${i}`,
-      sandboxName: `c${i}`,
-      hostname: `h${i}`,
-      networkId: "benchnet-id",
-      networkName: "benchnet",
-      internal: false,
-      aliases: [],
-      ipv4: `10.77.${(i + 2) >> 8}.${(i + 2) & 255}`,
-    });
+    dns.upsertEndpoint(benchEndpoint(i));
   }
   const scaleFile = `${tmp}/queries-${SCALE}.txt`;
   await Deno.writeTextFile(
@@ -222,16 +218,7 @@ try {
   for (const [i, n] of names.entries()) {
     await dns.addSandbox(n, path(n));
     const k = i + 1;
-    dns.upsertEndpoint({
-      sandboxId: n,
-      sandboxName: `c${k}`,
-      hostname: `h${k}`,
-      networkId: "benchnet-id",
-      networkName: "benchnet",
-      internal: false,
-      aliases: [],
-      ipv4: `10.77.${k >> 8}.${(k & 255) + 2}`,
-    });
+    dns.upsertEndpoint(benchEndpoint(k, n));
   }
   let answered = 0;
   for (const [i, n] of names.entries()) {
