@@ -422,9 +422,17 @@ export function createContext(options: {
     const end = performance.now() + deadlineMs;
     while (true) {
       const last = await observe(from, to, proto, { timeoutMs: 2000, ...o });
-      if (last.outcome === "harness-error") harnessError(last, what(from, to, proto, o.port));
+      // a probe that could not run is an error at once; a witness that missed one answered
+      // packet is tried again within the deadline (seen once in many runs, against Docker),
+      // and is an error only if it keeps missing them
+      if (last.outcome === "harness-error" && last.probe.failure === "error") {
+        harnessError(last, what(from, to, proto, o.port));
+      }
       if (reached(last, to, proto)) return { ok: true, last };
-      if (performance.now() > end) return { ok: false, last };
+      if (performance.now() > end) {
+        if (last.outcome === "harness-error") harnessError(last, what(from, to, proto, o.port));
+        return { ok: false, last };
+      }
       await sleep(150);
     }
   };
@@ -525,7 +533,9 @@ export function createContext(options: {
         throw new HarnessError(`${label}: the probe could not run: ${p.detail}`, [p.command]);
       }
     }
-    if (control.outcome === "harness-error") harnessError(control, `${label}: control`);
+    if (control.outcome === "harness-error" && control.probe.failure === "error") {
+      harnessError(control, `${label}: control`);
+    }
     const arrived = sent.tokens.flatMap((t) => arrivalsOf(w, t, to));
     // a UDP burst reads no replies; a TCP or ICMP answer whose packets never arrived at
     // the target came from somewhere else, which is a leak too
@@ -546,7 +556,11 @@ export function createContext(options: {
         state: `sandbox ${from.name}:\n${await debugState(from.netnsPath)}`,
       });
     }
-    if (!reached(control, o.control, proto)) {
+    // the control's own witness proved itself while the path converged; here the right
+    // answer at the same moment is what shows the path still works
+    const answeredRight = control.probe.ok &&
+      (proto === "icmp" || !o.control.identity || control.probe.identity === o.control.identity);
+    if (!reached(control, o.control, proto) && !answeredRight) {
       await reachFailure(from, o.control, proto, controlOpts, control, `${label}: control `);
     }
   };
