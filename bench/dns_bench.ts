@@ -15,6 +15,7 @@
  * @module
  */
 import { DnsService } from "../impl/dns/mod.ts";
+import { withPrivateDocker } from "./private_docker.ts";
 import { withNetns } from "../impl/kernel/setns.ts";
 import { addNetns, removeNetnsByPrefix, testPrefix } from "../testing/mod.ts";
 
@@ -108,20 +109,8 @@ async function dnsperf(nsPath: string, queryFile: string) {
  * host namespace (the conformance suite's Docker adapter), ENDPOINTS containers on one
  * network, dnsperf inside one of them. Undefined when no dockerd is installed.
  */
-async function dockerFigures(queryFile: string) {
-  const have = await run(["sh", "-c", "command -v dockerd"]);
-  if (have.code !== 0) return undefined;
-  const { default: createDockerAdapter } = await import("../conformance/adapters/docker.ts");
-  const { createHost, removeByPrefix, stopHost } = await import("../conformance/harness/hosts.ts");
-  const dprefix = `${prefix}d`;
-  const host = await createHost(dprefix, "h1");
-  const docker = createDockerAdapter({
-    options: {},
-    repoRoot: new URL("..", import.meta.url).pathname,
-    log: () => {},
-  });
-  try {
-    await docker.addHost(host);
+function dockerFigures(queryFile: string) {
+  return withPrivateDocker(async (docker) => {
     await docker.createNetwork({ name: "benchnet", driver: "bridge", subnet: "10.78.0.0/16" });
     let first = "";
     for (let i = 0; i < ENDPOINTS; i++) {
@@ -130,11 +119,7 @@ async function dockerFigures(queryFile: string) {
       if (i === 0) first = sb.netnsPath;
     }
     return await dnsperf(first, queryFile);
-  } finally {
-    await docker[Symbol.asyncDispose]();
-    await stopHost(host);
-    await removeByPrefix(dprefix);
-  }
+  });
 }
 
 try {

@@ -15,6 +15,7 @@
  * @module
  */
 import { ensureMachine } from "../tools/preflight.ts";
+import { withPrivateDocker } from "./private_docker.ts";
 import { listNetns, removeNetnsByPrefix, sh, testPrefix } from "../testing/mod.ts";
 
 const N = Math.max(1, Number(Deno.env.get("CNM_BENCH_N") ?? 50));
@@ -39,75 +40,60 @@ interface DockerFigures {
  * Docker's connect needs a running container). Undefined when no dockerd is installed.
  */
 async function dockerFigures(n: number): Promise<DockerFigures | undefined> {
-  const have = await sh(["sh", "-c", "command -v dockerd"]);
-  if (have.code !== 0) return undefined;
-  const { default: createDockerAdapter } = await import("../conformance/adapters/docker.ts");
-  const { createHost, removeByPrefix, stopHost } = await import("../conformance/harness/hosts.ts");
-  const prefix = `cnmt-${crypto.randomUUID().slice(0, 6)}`;
-  const host = await createHost(prefix, "h1");
-  const docker = createDockerAdapter({
-    options: {},
-    repoRoot: new URL("..", import.meta.url).pathname,
-    log: () => {},
-  });
-  const dc = Deno.createHttpClient({
-    proxy: { transport: "unix", path: `${host.stateDir}/d/docker.sock` },
-  });
-  const call = async (method: string, path: string, body?: unknown) => {
-    const r = await fetch(`http://docker/v1.41${path}`, {
-      method,
-      client: dc,
-      headers: body === undefined ? undefined : { "content-type": "application/json" },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const text = await r.text();
-    if (!r.ok) throw new Error(`docker ${method} ${path}: ${r.status} ${text.slice(0, 200)}`);
-    return text ? JSON.parse(text) : undefined;
-  };
-  const f: DockerFigures = { create: [], remove: [], connect: [], disconnect: [] };
-  try {
-    await docker.addHost(host);
-    for (let i = 0; i < n; i++) {
-      const subnet = `10.${100 + Math.floor(i / 200)}.${i % 200}.0/24`;
-      await time(f.create, () =>
-        call("POST", "/networks/create", {
-          Name: `n${i}`,
-          Driver: "bridge",
-          CheckDuplicate: true,
-          IPAM: { Driver: "default", Config: [{ Subnet: subnet }] },
-        }));
-    }
-    for (let i = 0; i < n; i++) await time(f.remove, () => call("DELETE", `/networks/n${i}`));
-    const ipam = (s: string) => ({ Driver: "default", Config: [{ Subnet: s }] });
-    await call("POST", "/networks/create", { Name: "base", IPAM: ipam("10.97.0.0/16") });
-    await call("POST", "/networks/create", { Name: "web", IPAM: ipam("10.99.0.0/16") });
-    for (let i = 0; i < n; i++) {
-      await call("POST", `/containers/create?name=s${i}`, {
-        Image: "cnm-probe:latest",
-        Cmd: ["/bin/sleep", "2147483647"],
-        HostConfig: { NetworkMode: "base" },
+  return await withPrivateDocker(async (_docker, _host, socket) => {
+    const dc = Deno.createHttpClient({ proxy: { transport: "unix", path: socket } });
+    const call = async (method: string, path: string, body?: unknown) => {
+      const r = await fetch(`http://docker/v1.41${path}`, {
+        method,
+        client: dc,
+        headers: body === undefined ? undefined : { "content-type": "application/json" },
+        body: body === undefined ? undefined : JSON.stringify(body),
       });
-      await call("POST", `/containers/s${i}/start`);
+      const text = await r.text();
+      if (!r.ok) throw new Error(`docker ${method} ${path}: ${r.status} ${text.slice(0, 200)}`);
+      return text ? JSON.parse(text) : undefined;
+    };
+    const f: DockerFigures = { create: [], remove: [], connect: [], disconnect: [] };
+    try {
+      for (let i = 0; i < n; i++) {
+        const subnet = `10.${100 + Math.floor(i / 200)}.${i % 200}.0/24`;
+        await time(f.create, () =>
+          call("POST", "/networks/create", {
+            Name: `n${i}`,
+            Driver: "bridge",
+            CheckDuplicate: true,
+            IPAM: { Driver: "default", Config: [{ Subnet: subnet }] },
+          }));
+      }
+      for (let i = 0; i < n; i++) await time(f.remove, () => call("DELETE", `/networks/n${i}`));
+      const ipam = (s: string) => ({ Driver: "default", Config: [{ Subnet: s }] });
+      await call("POST", "/networks/create", { Name: "base", IPAM: ipam("10.97.0.0/16") });
+      await call("POST", "/networks/create", { Name: "web", IPAM: ipam("10.99.0.0/16") });
+      for (let i = 0; i < n; i++) {
+        await call("POST", `/containers/create?name=s${i}`, {
+          Image: "cnm-probe:latest",
+          Cmd: ["/bin/sleep", "2147483647"],
+          HostConfig: { NetworkMode: "base" },
+        });
+        await call("POST", `/containers/s${i}/start`);
+      }
+      for (let i = 0; i < n; i++) {
+        await time(f.connect, () => call("POST", "/networks/web/connect", { Container: `s${i}` }));
+      }
+      for (let i = 0; i < n; i++) {
+        await time(
+          f.disconnect,
+          () => call("POST", "/networks/web/disconnect", { Container: `s${i}` }),
+        );
+      }
+      for (let i = 0; i < n; i++) await call("DELETE", `/containers/s${i}?force=1`);
+      await call("DELETE", "/networks/web");
+      await call("DELETE", "/networks/base");
+      return f;
+    } finally {
+      dc.close();
     }
-    for (let i = 0; i < n; i++) {
-      await time(f.connect, () => call("POST", "/networks/web/connect", { Container: `s${i}` }));
-    }
-    for (let i = 0; i < n; i++) {
-      await time(
-        f.disconnect,
-        () => call("POST", "/networks/web/disconnect", { Container: `s${i}` }),
-      );
-    }
-    for (let i = 0; i < n; i++) await call("DELETE", `/containers/s${i}?force=1`);
-    await call("DELETE", "/networks/web");
-    await call("DELETE", "/networks/base");
-    return f;
-  } finally {
-    dc.close();
-    await docker[Symbol.asyncDispose]();
-    await stopHost(host);
-    await removeByPrefix(prefix);
-  }
+  });
 }
 
 function pct(xs: number[], p: number): number {

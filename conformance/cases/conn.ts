@@ -4,7 +4,7 @@
  */
 import { HARNESS_PORTS, OUTSIDE } from "../harness/hosts.ts";
 import { observeAddrs, observeDefaultGateway } from "../harness/observe.ts";
-import { probeIcmp } from "../probes/mod.ts";
+import { newToken, probeIcmp } from "../probes/mod.ts";
 import {
   addr,
   type CaseContext,
@@ -97,10 +97,7 @@ export const isoStableDuringChanges = defineCase({
     // the path works and isolation holds before the changes
     await ctx.expectBlocked(a1, target(b1, b.name), "icmp", { control: target(a2, a.name) });
     const w = await ctx.witness(b1);
-    const pattern = crypto.getRandomValues(new Uint8Array(8)).reduce(
-      (t, x) => t + x.toString(16).padStart(2, "0"),
-      "",
-    );
+    const { pattern } = newToken("icmp");
     const count = 1000;
     const flood = probeIcmp(a1.netnsPath, target(b1, b.name).ip, {
       pattern,

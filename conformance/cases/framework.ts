@@ -477,7 +477,6 @@ export function createContext(options: {
     const n = NEGATIVE_PACKETS;
     if (proto === "icmp") {
       const token = newToken("icmp");
-      if (token.proto !== "icmp") throw new Error("unreachable");
       const probe = await probeIcmp(from.netnsPath, to.ip, {
         pattern: token.pattern,
         count: n,

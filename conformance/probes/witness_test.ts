@@ -21,8 +21,7 @@ import {
 import { burstUdp, probeIcmp, type ProbeResult, probeTcp, probeUdp } from "./probes.ts";
 import { classifyProbe } from "./outcome.ts";
 import { startResponders } from "./responders.ts";
-import { runCommand } from "./run.ts";
-import { hex6, makePair, must, netnsList, pidsIn } from "./test_namespaces.ts";
+import { hex6, makePair, must, netnsList, removeByPrefix } from "./test_namespaces.ts";
 
 function fixture(name: string): string {
   return Deno.readTextFileSync(new URL(`./testdata/${name}`, import.meta.url));
@@ -450,15 +449,7 @@ Deno.test({
     } finally {
       for (const w of witnesses) await w.stop().catch(() => {});
       await responders?.stop().catch(() => {});
-      for (const ns of await netnsList()) {
-        if (!ns.startsWith(prefix)) continue;
-        for (const pid of await pidsIn(ns)) {
-          try {
-            Deno.kill(pid, "SIGKILL");
-          } catch { /* gone */ }
-        }
-        await runCommand(["ip", "netns", "del", ns], { deadlineMs: 5000 });
-      }
+      await removeByPrefix(prefix);
       assert.deepEqual((await netnsList()).filter((n) => n.startsWith(prefix)), []);
       for (const w of witnesses) assert.equal(await alive(w.pid), false, `tcpdump ${w.pid} left`);
     }
