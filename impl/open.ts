@@ -71,7 +71,7 @@ export async function openController(options: OpenControllerOptions): Promise<Co
   if (options.stateDir === ":memory:") {
     store = openStore(":memory:");
   } else {
-    await Deno.mkdir(options.stateDir, { recursive: true });
+    await Deno.mkdir(options.stateDir, { recursive: true, mode: 0o700 });
     store = openStore(`${options.stateDir}/state.db`);
   }
   const drivers = options.drivers?.(kernel) ??

@@ -324,7 +324,7 @@ Deno.test("cli: against an API server on a fake kernel (no root)", async (t) => 
     await t.step("sandbox ls prints SANDBOX ID, NAME, NETNS, NETWORKS", async () => {
       const lines = (await run("sandbox", "ls")).out.split("\n");
       assert.match(lines[0], /^SANDBOX ID\s+NAME\s+NETNS\s+NETWORKS$/);
-      assert.match(lines[1], /^[0-9a-f]{12}\s+a\s+t-[0-9a-f]{12}\s+web$/);
+      assert.match(lines[1], /^[0-9a-f]{12}\s+a\s+t-[0-9a-f]{8}-[0-9a-f]{12}\s+web$/);
     });
     await t.step("inspect prints JSON with or without --format json", async () => {
       const sb = JSON.parse((await run("sandbox", "inspect", "a", "--format", "json")).out);

@@ -28,6 +28,11 @@ export interface ControllerContext {
   readonly hostNetns?: string;
   /** Start of every name the controller creates in shared places. */
   readonly prefix: string;
+  /**
+   * The store's instance id: in the names of this controller's sandbox namespaces
+   * (`<prefix>-<instance>-<12 hex>`), so reconcile never takes another daemon's for its own.
+   */
+  readonly instance: string;
   /** DNS servers for sandboxes' resolv.conf when there is no embedded resolver. */
   readonly dns: string[];
   readonly log: Logger;

@@ -96,6 +96,7 @@ export class Controller {
       drivers: new Map(options.drivers.map((d) => [d.type, d])),
       hostNetns,
       prefix,
+      instance: store.instanceId,
       dns: options.dns ?? [],
       log: options.log ?? quietLogger,
       resolver,
@@ -225,8 +226,10 @@ export class Controller {
    *
    * - a sandbox whose namespace is gone is dropped with its endpoints (driver objects
    *   removed, addresses released);
-   * - a namespace named like ours (`<prefix>-<12 hex>`, nothing else) that no sandbox owns
-   *   is removed, with its /etc/netns directory;
+   * - an operation a crash cut short (its intent is still in the journal) is taken back
+   *   (connect, network create) or finished (disconnect, sandbox removal);
+   * - a namespace named like ours (`<prefix>-<instance>-<12 hex>`, this store's instance
+   *   id, nothing else) that no sandbox owns is removed, with its /etc/netns directory;
    * - drivers with a reconcile hook make their networks whole (a bridge, its addresses, the
    *   nft table) and remove their objects no endpoint names;
    * - an endpoint whose interface is missing or wrong in its sandbox, or whose driver side

@@ -288,7 +288,7 @@ Deno.test("Controller.connect() rolls back every step when the kernel fails half
   await t.step("a failed sandbox create removes the namespace and its files", async () => {
     const { ctl, runner, store, fs } = fakeController((cmd) => (cmd.stdin ?? "").includes("lo up"));
     await rejects(ctl.createSandbox({ name: "a" }), "kernel", /Cannot create sandbox "a"/);
-    assert.match(runner.transcript(), /ip netns del t-[0-9a-f]{12}/);
+    assert.match(runner.transcript(), /ip netns del t-[0-9a-f]{8}-[0-9a-f]{12}/);
     assert.equal(store.list("sandbox").length, 0);
     assert.equal(fs.files.size, 0);
   });

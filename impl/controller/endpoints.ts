@@ -4,7 +4,7 @@
  * §1.2 steps 3-6. The controller runs these under its lock and undo stack.
  * @module
  */
-import type { JoinRequest } from "../driver_api/mod.ts";
+import type { JoinRequest, NetworkDriver } from "../driver_api/mod.ts";
 import { PORTMAP_OPTION } from "../driver_api/mod.ts";
 import type { UndoStack } from "../kernel/undo.ts";
 import { ConflictError, ForbiddenError, InvalidArgumentError } from "../model/errors.ts";
@@ -19,6 +19,7 @@ import {
   findSandbox,
   networksById,
 } from "./context.ts";
+import { beginIntent, forgetIntent } from "./journal.ts";
 import { normalizePublish, type PortRequest } from "./ports.ts";
 import { publishEndpoint } from "./resolver_sync.ts";
 import { interfaceLines, programSandbox } from "./sandbox_config.ts";
@@ -91,11 +92,28 @@ export async function connect(
   }
   const id = newId();
   const created = await driver.createEndpoint(net.id, id, { address: ipv4, addressV6: ipv6 });
-  undo.push(`delete endpoint ${id}`, () => driver.deleteEndpoint(net.id, id, created.driverData));
   const ifname = driver.skipIpam ? undefined : nextIfname(
     net.options[IFACE_PREFIX_OPTION] ?? "eth",
     current.map((e) => e.ifname),
   );
+  const pending: EndpointRecord = {
+    id,
+    name: sb.name,
+    networkId: net.id,
+    sandboxId: sb.id,
+    ipv4,
+    ipv6,
+    mac: created.mac,
+    ifname,
+    aliases,
+    driverData: created.driverData,
+    created: new Date().toISOString(),
+  };
+  // journaled before Join, the first kernel call (CreateEndpoint only names things): a
+  // crash from here on is taken back on restart (./journal.ts)
+  const intentId = `connect:${id}`;
+  beginIntent(ctx, { id: intentId, op: "connect", endpoint: pending }, undo);
+  undo.push(`delete endpoint ${id}`, () => driver.deleteEndpoint(net.id, id, created.driverData));
   const joinReq: JoinRequest = {
     networkId: net.id,
     endpointId: id,
@@ -119,27 +137,20 @@ export async function connect(
     }
   }
   const ep: EndpointRecord = {
-    id,
-    name: sb.name,
-    networkId: net.id,
-    sandboxId: sb.id,
-    ipv4,
-    ipv6,
-    mac: created.mac,
-    ifname,
+    ...pending,
     gateway: joined.gateway,
     gatewayV6: joined.gatewayV6,
     staticIpv4: !!opts.ipv4,
-    aliases,
     ...(published ? { published } : {}),
     driverData: { ...created.driverData, ...(joined.driverData ?? {}) },
-    created: new Date().toISOString(),
+    created: pending.created,
   };
   const updated: SandboxRecord = { ...sb, endpoints: [...sb.endpoints, id] };
   await programSandbox(ctx, current, [...current, ep], updated, nets, interfaceLines(ep));
   ctx.store.transaction((tx) => {
     tx.put("endpoint", ep);
     tx.put("sandbox", updated);
+    tx.delete("intent", intentId);
   });
   publishEndpoint(ctx, ep, updated, net);
   ctx.log(`connect ${sb.name} -> ${net.name} ${ifname ?? "-"} ${ipv4 ?? ""}`);
@@ -206,6 +217,33 @@ export async function disconnectEndpoint(
   const before = endpointsOf(ctx, sb);
   const after = before.filter((e) => e.id !== ep.id);
   const updated: SandboxRecord = { ...sb, endpoints: sb.endpoints.filter((i) => i !== ep.id) };
+  // journaled before the first kernel call: a crash from here on is finished on restart
+  const intentId = `disconnect:${ep.id}`;
+  beginIntent(ctx, { id: intentId, op: "disconnect", endpointId: ep.id });
+  try {
+    await takeOut(ctx, sb, ep, net, driver);
+    if (reprogram) await programSandbox(ctx, before, after, updated, nets);
+  } catch (err) {
+    forgetIntent(ctx, intentId);
+    throw err;
+  }
+  ctx.store.transaction((tx) => {
+    tx.delete("endpoint", ep.id);
+    tx.put("sandbox", updated);
+    tx.delete("intent", intentId);
+  });
+  ctx.log(`disconnect ${sb.name} -x ${net?.name ?? ep.networkId}`);
+  return updated;
+}
+
+/** Ports revoked, Leave, Delete, addresses released, services and DNS names dropped. */
+async function takeOut(
+  ctx: ControllerContext,
+  sb: SandboxRecord,
+  ep: EndpointRecord,
+  net: NetworkRecord | undefined,
+  driver: NetworkDriver | undefined,
+): Promise<void> {
   if (driver && net) {
     const req = joinRequest(sb, ep, net);
     await driver.revokeExternalConnectivity({
@@ -221,13 +259,6 @@ export async function disconnectEndpoint(
   await ctx.services.dropEndpoint(ep.id);
   // no stale answer: the name goes before the interface does (§4.2)
   ctx.resolver?.removeEndpoint(sb.id, ep.networkId);
-  if (reprogram) await programSandbox(ctx, before, after, updated, nets);
-  ctx.store.transaction((tx) => {
-    tx.delete("endpoint", ep.id);
-    tx.put("sandbox", updated);
-  });
-  ctx.log(`disconnect ${sb.name} -x ${net?.name ?? ep.networkId}`);
-  return updated;
 }
 
 /** The Join (and Leave) request of a stored endpoint. */

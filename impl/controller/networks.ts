@@ -11,6 +11,7 @@ import { parseIp, Prefix } from "../model/ip.ts";
 import { newId, validateName } from "../model/names.ts";
 import type { EndpointRecord, IpamConfig, NetworkRecord } from "../model/objects.ts";
 import { type ControllerContext, driverOf, findNetwork } from "./context.ts";
+import { beginIntent } from "./journal.ts";
 
 /** What `createNetwork` takes (the flags of `cnm network create`). */
 export interface NetworkCreateOptions {
@@ -88,8 +89,6 @@ export async function createNetwork(
     ipv6: ipv6.map(toIpamData),
   };
   driver.validateNetwork?.(req);
-  await driver.createNetwork(req);
-  undo.push(`delete network ${id}`, () => driver.deleteNetwork(id));
   const record: NetworkRecord = {
     id,
     name: opts.name,
@@ -103,7 +102,15 @@ export async function createNetwork(
     ipv6,
     created: new Date().toISOString(),
   };
-  ctx.store.transaction((tx) => tx.put("network", record));
+  // journaled before the driver's first kernel call: a crash takes it back (./journal.ts)
+  const intentId = `network-create:${id}`;
+  beginIntent(ctx, { id: intentId, op: "network-create", network: record }, undo);
+  await driver.createNetwork(req);
+  undo.push(`delete network ${id}`, () => driver.deleteNetwork(id));
+  ctx.store.transaction((tx) => {
+    tx.put("network", record);
+    tx.delete("intent", intentId);
+  });
   ctx.log(
     `network create ${record.name} id=${id.slice(0, 12)} driver=${driver.type} ${
       ipv4.map((c) => c.subnet).join(",")
@@ -231,6 +238,19 @@ export async function releaseNetworkIpam(
     if (c.gateway) await ctx.ipam.releaseAddress(c.poolId, c.gateway).catch(() => {});
     await ctx.ipam.releasePool(c.poolId).catch(() => {});
   }
+}
+
+/** The driver's request for a stored (or would-be) network. */
+export function networkRequest(net: NetworkRecord): CreateNetworkRequest {
+  return {
+    networkId: net.id,
+    name: net.name,
+    options: net.options,
+    internal: net.internal,
+    enableIpv6: net.enableIpv6,
+    ipv4: net.ipv4.map(toIpamData),
+    ipv6: net.ipv6.map(toIpamData),
+  };
 }
 
 /** A network's IPAM configuration as drivers get it (gateway with the prefix length). */

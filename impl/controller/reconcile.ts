@@ -17,7 +17,10 @@ import {
   reconcileFiles,
   recreateEndpoint,
 } from "./repair.ts";
+import { disconnectEndpoint, joinRequest } from "./endpoints.ts";
+import { settleEndpointIntents, type SettleSteps } from "./journal.ts";
 import { gatewayEndpoint, routeLines } from "./sandbox_config.ts";
+import { removeSandbox } from "./sandboxes.ts";
 
 /** One thing reconcile changed, with why. */
 export interface ReconcileItem {
@@ -91,11 +94,12 @@ export function escapeRegExp(s: string): string {
 }
 
 /**
- * The names the controller gives sandbox namespaces: `<prefix>-<12 hex>` exactly, so a host
- * namespace `<prefix>-host` or `<prefix>-h1-out` never matches.
+ * The names one controller gives its sandbox namespaces: `<prefix>-<instance>-<12 hex>`
+ * exactly, so a host namespace `<prefix>-host`, or a sandbox of another daemon (another
+ * instance id, or an older `<prefix>-<12 hex>` name) never matches.
  */
-export function sandboxNetnsPattern(prefix: string): RegExp {
-  return new RegExp(`^${escapeRegExp(prefix)}-[0-9a-f]{12}$`);
+export function sandboxNetnsPattern(prefix: string, instance: string): RegExp {
+  return new RegExp(`^${escapeRegExp(prefix)}-${escapeRegExp(instance)}-[0-9a-f]{12}$`);
 }
 
 /** One reconcile run: the context, the networks as they were at its start, its report. */
@@ -112,8 +116,9 @@ interface Run {
 /**
  * The work of `Controller.reconcile` (whose doc lists what is repaired), phase by phase in
  * this order: what restore() could not do, records that point at nothing, sandboxes whose
- * namespace is gone, namespaces and /etc/netns directories nobody owns, the drivers' side,
- * each sandbox's side, the services. A failed step is reported, never thrown.
+ * namespace is gone, the operations a crash cut short (./journal.ts), namespaces and
+ * /etc/netns directories nobody owns, the drivers' side, each sandbox's side, the services.
+ * A failed step is reported, never thrown.
  */
 export async function reconcile(ctx: ControllerContext): Promise<ReconcileReport> {
   const report = emptyReport();
@@ -138,6 +143,9 @@ export async function reconcile(ctx: ControllerContext): Promise<ReconcileReport
   for (const item of ctx.restoreFailures.splice(0)) note("failed", item);
   await dropDanglingRecords(run);
   await dropSandboxesWithoutNetns(run);
+  for (const { list, item } of await settleEndpointIntents(ctx, settleSteps(run))) {
+    note(list, item);
+  }
   await removeUnownedNetns(run);
   const broken = await reconcileDrivers(run);
   for (const sb of ctx.store.list("sandbox")) {
@@ -145,6 +153,36 @@ export async function reconcile(ctx: ControllerContext): Promise<ReconcileReport
   }
   await run.attempt("driver", "services", () => ctx.services.reconcile());
   return report;
+}
+
+/**
+ * How reconcile settles the journal's intents: a cut-short connect's kernel objects go
+ * (Leave, when its sandbox is there, then Delete: the host-side veth by its journaled name,
+ * even when it never reached its bridge); a disconnect or sandbox removal is run again.
+ */
+function settleSteps({ ctx, nets }: Run): SettleSteps {
+  return {
+    async undoConnect({ endpoint: ep }) {
+      if (ctx.store.get("endpoint", ep.id)) return;
+      const net = nets.get(ep.networkId);
+      const driver = net && ctx.drivers.get(net.driver);
+      if (!net || !driver) return;
+      const sb = ep.sandboxId ? ctx.store.get("sandbox", ep.sandboxId) : undefined;
+      if (sb && await ctx.kernel.netnsExists(sb.netnsName)) {
+        await driver.leave(joinRequest(sb, ep, net));
+      }
+      await driver.deleteEndpoint(net.id, ep.id, ep.driverData);
+    },
+    async finishDisconnect(endpointId) {
+      const ep = ctx.store.get("endpoint", endpointId);
+      const sb = ep?.sandboxId ? ctx.store.get("sandbox", ep.sandboxId) : undefined;
+      if (ep && sb) await disconnectEndpoint(ctx, sb, ep, true);
+      else if (ep) await dropEndpoint(ctx, ep, nets, false);
+    },
+    async finishSandboxRemoval(sandboxId) {
+      if (ctx.store.get("sandbox", sandboxId)) await removeSandbox(ctx, sandboxId);
+    },
+  };
 }
 
 /** Records that point at records that are gone (a crash between two writes). */
@@ -195,7 +233,7 @@ async function dropSandboxesWithoutNetns({ ctx, nets, netName, note, attempt }: 
  */
 async function removeUnownedNetns({ ctx, note, attempt }: Run): Promise<void> {
   const kernel = ctx.kernel;
-  const pattern = sandboxNetnsPattern(ctx.prefix);
+  const pattern = sandboxNetnsPattern(ctx.prefix, ctx.instance);
   const known = new Set(ctx.store.list("sandbox").map((s) => s.netnsName));
   for (const name of await kernel.netnsList()) {
     if (!pattern.test(name) || known.has(name) || name === ctx.hostNetns) continue;

@@ -32,9 +32,16 @@ Deno.test({
     const host = `${prefix}-host`;
     const stateDir = await Deno.makeTempDir({ prefix: `${prefix}-` });
     const table = `${prefix.replace(/-/g, "_")}_bridge`;
-    const orphan = `${prefix}-0123456789ab`;
-    // Namespaces that carry the prefix but are not named like a sandbox: never touched.
-    const lookalikes = [`${prefix}-h1-out`, `${prefix}-0123456789abc`, `${prefix}-ab-0123456789ab`];
+    // Namespaces that carry the prefix but are not named like this controller's sandboxes
+    // (another daemon's, on the same prefix or named before instance ids): never touched.
+    const lookalikes = [
+      `${prefix}-h1-out`,
+      `${prefix}-0123456789abc`,
+      `${prefix}-ab-0123456789ab`,
+      `${prefix}-0123456789ab`,
+      `${prefix}-ffffffff-0123456789ab`,
+    ];
+    let orphan = "";
     await addNetns(host);
     let ctl: Controller | undefined;
     try {
@@ -48,6 +55,9 @@ Deno.test({
       const before = Object.fromEntries(
         ["r1", "r2", "b1", "b2"].map((n) => [n, ctl!.inspectSandbox(n)]),
       );
+      // named like this controller's sandboxes: `<prefix>-<instance>-<12 hex>`
+      orphan = before.r1.netnsName.replace(/[0-9a-f]{12}$/, "0123456789ab");
+      assert.notEqual(orphan, before.r1.netnsName);
       // A kill -9: the process ends and nothing is cleaned up (close() cleans nothing either;
       // sandboxes and networks outlive the controller, as with Docker's live restore).
       await ctl.close();

@@ -11,26 +11,29 @@ import { openStore } from "../store/mod.ts";
 import { Controller } from "./controller.ts";
 import { sandboxNetnsPattern } from "./reconcile.ts";
 
-Deno.test("sandboxNetnsPattern() matches exactly <prefix>-<12 hex>", () => {
-  const re = sandboxNetnsPattern("cnmt-abc123-h1");
-  assert.ok(re.test("cnmt-abc123-h1-0123456789ab"));
+Deno.test("sandboxNetnsPattern() matches exactly <prefix>-<instance>-<12 hex>", () => {
+  const re = sandboxNetnsPattern("cnmt-abc123-h1", "0a1b2c3d");
+  assert.ok(re.test("cnmt-abc123-h1-0a1b2c3d-0123456789ab"));
   for (
     const name of [
       "cnmt-abc123-h1",
       "cnmt-abc123-h1-host",
       "cnmt-abc123-h1-out",
-      "cnmt-abc123-h1-0123456789abc",
-      "cnmt-abc123-h1-0123456789a",
-      "cnmt-abc123-h1-0123456789AB",
-      "cnmt-abc123-h1-x-0123456789ab",
-      "cnmt-abc123-h2-0123456789ab",
-      "xcnmt-abc123-h1-0123456789ab",
+      // another daemon's (another instance), and the names before instance ids
+      "cnmt-abc123-h1-ffffffff-0123456789ab",
+      "cnmt-abc123-h1-0123456789ab",
+      "cnmt-abc123-h1-0a1b2c3d-0123456789abc",
+      "cnmt-abc123-h1-0a1b2c3d-0123456789a",
+      "cnmt-abc123-h1-0a1b2c3d-0123456789AB",
+      "cnmt-abc123-h1-0a1b2c3d-x-0123456789ab",
+      "cnmt-abc123-h2-0a1b2c3d-0123456789ab",
+      "xcnmt-abc123-h1-0a1b2c3d-0123456789ab",
     ]
   ) {
     assert.ok(!re.test(name), name);
   }
   // regex characters in a prefix are taken literally
-  assert.ok(!sandboxNetnsPattern("a.b").test("axb-0123456789ab"));
+  assert.ok(!sandboxNetnsPattern("a.b", "0a1b2c3d").test("axb-0a1b2c3d-0123456789ab"));
 });
 
 /** A controller on a fake kernel whose /run/netns is a temporary directory. */
@@ -43,9 +46,10 @@ async function fakeHost() {
   );
   const fs = new MemoryFs();
   const kernel = new Kernel({ runner, fs, netnsDir });
+  const store = openStore(":memory:");
   const ctl = new Controller({
     kernel,
-    store: openStore(":memory:"),
+    store,
     ipam: createDefaultIpam(),
     drivers: createDefaultDrivers({ kernel, hostNetns: "t-host", prefix: "t" }),
     hostNetns: "t-host",
@@ -54,34 +58,40 @@ async function fakeHost() {
   });
   const touch = (name: string) => Deno.writeTextFile(`${netnsDir}/${name}`, "");
   await touch("t-host");
-  return { ctl, runner, fs, netnsDir, touch };
+  return { ctl, runner, fs, netnsDir, touch, instance: store.instanceId };
 }
 
 Deno.test("Controller.reconcile() removes only namespaces and files named like its sandboxes", async () => {
-  const { ctl, runner, fs, netnsDir, touch } = await fakeHost();
+  const { ctl, runner, fs, netnsDir, touch, instance } = await fakeHost();
   try {
     const sb = await ctl.createSandbox({ name: "a" });
+    assert.equal(sb.netnsName, `t-${instance}-${sb.id.slice(0, 12)}`);
     await touch(sb.netnsName);
     const others = [
       "t-h1-out",
-      "t-0123456789abc",
+      "t-0123456789ab", // another daemon's, or one named before instance ids
+      "t-ffffffff-0123456789ab", // another daemon's on the same prefix
+      `t-${instance}-0123456789abc`,
       "t-ABCDEF012345",
       "other-0123456789ab",
       "t-x-0123456789ab",
     ];
-    for (const n of ["t-0123456789ab", ...others]) await touch(n);
-    await fs.writeTextFile("/etc/netns/t-fedcba987654/hosts", "stale\n");
+    const mine = `t-${instance}-0123456789ab`;
+    for (const n of [mine, ...others]) await touch(n);
+    await fs.writeTextFile(`/etc/netns/t-${instance}-fedcba987654/hosts`, "stale\n");
+    await fs.writeTextFile("/etc/netns/t-fedcba987654/hosts", "another daemon's\n");
     await fs.writeTextFile("/etc/netns/t-h1-out/hosts", "not ours\n");
     runner.calls.length = 0;
     const report = await ctl.reconcile();
     assert.deepEqual(report.removed.map((i) => [i.kind, i.name]), [
-      ["netns", "t-0123456789ab"],
-      ["file", "/etc/netns/t-fedcba987654"],
+      ["netns", mine],
+      ["file", `/etc/netns/t-${instance}-fedcba987654`],
     ]);
     const deleted = runner.calls.filter((c) => c.argv.join(" ").startsWith("ip netns del"))
       .map((c) => c.argv[3]);
-    assert.deepEqual(deleted, ["t-0123456789ab"]);
+    assert.deepEqual(deleted, [mine]);
     assert.equal(fs.files.has("/etc/netns/t-h1-out/hosts"), true);
+    assert.equal(fs.files.has("/etc/netns/t-fedcba987654/hosts"), true);
     assert.deepEqual(report.dropped, []);
     assert.deepEqual(report.failed, []);
     assert.deepEqual(ctl.listSandboxes().map((s) => s.name), ["a"]);

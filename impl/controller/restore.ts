@@ -4,21 +4,23 @@
  * cannot do is kept in the context for the next reconcile (./reconcile.ts) to report.
  * @module
  */
-import type { CreateNetworkRequest } from "../driver_api/mod.ts";
 import type { ReconcileItem } from "./reconcile.ts";
 import { type ControllerContext, networksById } from "./context.ts";
-import { releaseNetworkIpam, toIpamData } from "./networks.ts";
+import { forgetIntent, message } from "./journal.ts";
+import { networkRequest, releaseNetworkIpam } from "./networks.ts";
 
 /**
- * Replays IPAM allocations, lets drivers restore their networks (which re-creates a missing
- * bridge) and finishes deletes a crash interrupted.
+ * Replays IPAM allocations, takes back the network creates a crash cut short (./journal.ts),
+ * lets drivers restore their networks (which re-creates a missing bridge) and finishes
+ * deletes a crash interrupted.
  */
 export async function restore(ctx: ControllerContext): Promise<void> {
   const failed = (kind: ReconcileItem["kind"], name: string, what: string, err: unknown) => {
-    const reason = `${what} failed: ${err instanceof Error ? err.message : String(err)}`;
+    const reason = `${what} failed: ${message(err)}`;
     ctx.restoreFailures.push({ kind, name, reason });
     ctx.log(`restore: ${kind} ${name}: ${reason}`);
   };
+  await takeBackNetworkCreates(ctx, failed);
   for (const net of ctx.store.list("network")) {
     const driver = ctx.drivers.get(net.driver);
     if (!driver) {
@@ -42,15 +44,7 @@ export async function restore(ctx: ControllerContext): Promise<void> {
         }
       }
     }
-    const req: CreateNetworkRequest = {
-      networkId: net.id,
-      name: net.name,
-      options: net.options,
-      internal: net.internal,
-      enableIpv6: net.enableIpv6,
-      ipv4: net.ipv4.map(toIpamData),
-      ipv6: net.ipv6.map(toIpamData),
-    };
+    const req = networkRequest(net);
     try {
       // The driver knows the network again (and re-creates its kernel objects if they
       // are missing); a delete a crash interrupted is then finished (§1.5).
@@ -77,4 +71,30 @@ export async function restore(ctx: ControllerContext): Promise<void> {
     }
   }
   await ctx.services.restoreAddresses();
+}
+
+/**
+ * Takes back each network create a crash cut short (its intent is left): the driver learns
+ * the network and deletes it, removing whatever of its bridge and rules was made. Its pools
+ * were never replayed, so nothing is held.
+ */
+async function takeBackNetworkCreates(
+  ctx: ControllerContext,
+  failed: (kind: ReconcileItem["kind"], name: string, what: string, err: unknown) => void,
+): Promise<void> {
+  for (const intent of ctx.store.list("intent")) {
+    if (intent.op !== "network-create") continue;
+    const net = intent.network;
+    try {
+      const driver = ctx.drivers.get(net.driver);
+      if (driver && !ctx.store.get("network", net.id)) {
+        await driver.restoreNetwork?.(networkRequest(net));
+        await driver.deleteNetwork(net.id);
+      }
+      forgetIntent(ctx, intent.id);
+      ctx.log(`restore: network ${net.name}: its create was cut short: taken back`);
+    } catch (err) {
+      failed("network", net.name, "taking back its cut-short create", err);
+    }
+  }
 }

@@ -12,6 +12,7 @@ import type { EndpointRecord, SandboxRecord } from "../model/objects.ts";
 import { type ControllerContext, endpointsOf, findSandbox } from "./context.ts";
 import { disconnectEndpoint } from "./endpoints.ts";
 import { hostsFile } from "./files.ts";
+import { beginIntent, forgetIntent } from "./journal.ts";
 import { sandboxResolvConf } from "./resolver_sync.ts";
 
 /** What `createSandbox` takes. */
@@ -57,7 +58,7 @@ export async function createSandbox(
   if (!HOSTNAME_RE.test(hostname) || hostname.length > 253) {
     throw new InvalidArgumentError(`invalid hostname ${JSON.stringify(hostname)}`);
   }
-  const netnsName = `${ctx.prefix}-${id.slice(0, 12)}`;
+  const netnsName = `${ctx.prefix}-${ctx.instance}-${id.slice(0, 12)}`;
   const record: SandboxRecord = {
     id,
     name: opts.name,
@@ -101,13 +102,24 @@ export async function createSandbox(
 /** Removes a sandbox: leaves every network, deletes its namespace and files (§1.2 step 7). */
 export async function removeSandbox(ctx: ControllerContext, ref: string): Promise<void> {
   let sb = findSandbox(ctx, ref);
-  for (const ep of endpointsOf(ctx, sb).reverse()) {
-    sb = await disconnectEndpoint(ctx, sb, ep, false);
+  // journaled first: a crash from here on is finished on restart (./journal.ts)
+  const intentId = `sandbox-rm:${sb.id}`;
+  beginIntent(ctx, { id: intentId, op: "sandbox-rm", sandboxId: sb.id });
+  try {
+    for (const ep of endpointsOf(ctx, sb).reverse()) {
+      sb = await disconnectEndpoint(ctx, sb, ep, false);
+    }
+    // its sockets would keep the namespace alive
+    await ctx.resolver?.removeSandbox(sb.id);
+    await ctx.kernel.deleteNetns(sb.netnsName);
+    await ctx.kernel.fs.remove(ctx.kernel.etcNetnsPath(sb.netnsName));
+  } catch (err) {
+    forgetIntent(ctx, intentId);
+    throw err;
   }
-  // its sockets would keep the namespace alive
-  await ctx.resolver?.removeSandbox(sb.id);
-  await ctx.kernel.deleteNetns(sb.netnsName);
-  await ctx.kernel.fs.remove(ctx.kernel.etcNetnsPath(sb.netnsName));
-  ctx.store.transaction((tx) => tx.delete("sandbox", sb.id));
+  ctx.store.transaction((tx) => {
+    tx.delete("sandbox", sb.id);
+    tx.delete("intent", intentId);
+  });
   ctx.log(`sandbox rm ${sb.name}`);
 }

@@ -10,10 +10,11 @@ import denoJson from "../../deno.json" with { type: "json" };
 import { openController } from "../open.ts";
 import type { Controller, SandboxResolver } from "../controller/controller.ts";
 import { Kernel } from "../kernel/kernel.ts";
-import type { Logger } from "../kernel/runner.ts";
+import type { CommandRunner, Logger } from "../kernel/runner.ts";
 import { CnmError } from "../model/errors.ts";
 import { type ApiHandler, createApiHandler, type DaemonInfo } from "./api.ts";
 import { type DaemonConfig, parseDaemonArgs, UsageError } from "./flags.ts";
+import { acquirePrefixLock, type PrefixLock } from "./prefix_lock.ts";
 
 /** cnm's version, as deno.json states it. */
 export const VERSION: string = denoJson.version;
@@ -43,6 +44,11 @@ export interface RunningDaemon {
 export interface DaemonHooks {
   /** Wraps the embedded resolver the controller is given (see `openController`). */
   wrapResolver?: (resolver: SandboxResolver) => SandboxResolver;
+  /**
+   * Runs every kernel command the controller gives (testing/crash_daemon.ts wraps the real
+   * runner to stop the daemon just before its k-th command, proving crash consistency).
+   */
+  runner?: CommandRunner;
   /**
    * Called once the controller is open (its state restored from the store and reconciled
    * with the kernel, the resolvers of the sandboxes it found re-armed), just before the API
@@ -135,6 +141,50 @@ async function livePid(pidfile: string): Promise<number | undefined> {
   }
 }
 
+/**
+ * Creates the state directory 0700 (dockerd's is 0710); an existing one is kept as it is,
+ * with a line in the log when others may read it.
+ */
+async function makeStateDir(dir: string, log: Logger): Promise<void> {
+  try {
+    const info = await Deno.stat(dir);
+    if (!info.isDirectory) {
+      throw new CnmError("invalid", `Cannot use state directory ${dir}: it is not a directory`);
+    }
+    if (info.mode !== null && (info.mode & 0o077) !== 0) {
+      log(`state directory ${dir} is mode ${(info.mode & 0o777).toString(8)}: others may read it`);
+    }
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound)) throw err;
+    await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+    await Deno.chmod(dir, 0o700);
+  }
+}
+
+/**
+ * Serves on the unix socket, created 0660 at once: the umask is tightened around bind(2),
+ * so no client can connect in the moment before a chmod (the socket was 0755 until then).
+ */
+function listen(config: DaemonConfig, handler: ApiHandler): Deno.HttpServer<Deno.UnixAddr> {
+  const old = Deno.umask(0o117);
+  try {
+    return Deno.serve({ path: config.socket, onListen() {} }, handler);
+  } finally {
+    Deno.umask(old);
+  }
+}
+
+/** A group's id: a number as is, a name from /etc/group. */
+async function groupId(group: string): Promise<number> {
+  if (/^[0-9]+$/.test(group)) return Number(group);
+  const text = await Deno.readTextFile("/etc/group").catch(() => "");
+  for (const line of text.split("\n")) {
+    const [name, , gid] = line.split(":");
+    if (name === group && /^[0-9]+$/.test(gid ?? "")) return Number(gid);
+  }
+  throw new CnmError("invalid", `Cannot give the socket to group ${group}: no such group`);
+}
+
 /** Wraps the API handler with one log line per call: method, path, status, duration. */
 function withAccessLog(handler: ApiHandler, log: Logger): ApiHandler {
   return async (req) => {
@@ -161,6 +211,7 @@ export async function startDaemon(
   };
   const pidfile = `${config.stateDir}/cnm.pid`;
 
+  const gid = config.socketGroup === undefined ? undefined : await groupId(config.socketGroup);
   const socketState = await probeSocket(config.socket);
   if (socketState === "alive") {
     throw new CnmError("conflict", `another daemon is running on ${config.socket}`);
@@ -168,7 +219,7 @@ export async function startDaemon(
   if (socketState === "not-a-socket") {
     throw new CnmError("invalid", `Cannot listen on ${config.socket}: the file is not a socket`);
   }
-  await Deno.mkdir(config.stateDir, { recursive: true });
+  await makeStateDir(config.stateDir, log);
   const other = await livePid(pidfile);
   if (other !== undefined) {
     throw new CnmError(
@@ -176,29 +227,37 @@ export async function startDaemon(
       `Another daemon (pid ${other}) uses the state directory ${config.stateDir}`,
     );
   }
+  const lock = await acquirePrefixLock(config.prefix, config.stateDir);
 
-  if (config.netns) {
-    const kernel = new Kernel({ log });
-    if (!(await kernel.netnsExists(config.netns))) {
-      await kernel.createNetns(config.netns);
-      log(`created host namespace ${config.netns}`);
+  let controller: Controller;
+  try {
+    if (config.netns) {
+      const kernel = new Kernel({ log });
+      if (!(await kernel.netnsExists(config.netns))) {
+        await kernel.createNetns(config.netns);
+        log(`created host namespace ${config.netns}`);
+      }
     }
+    controller = await openController({
+      hostNetns: config.netns,
+      prefix: config.prefix,
+      stateDir: config.stateDir,
+      dns: config.dns.length > 0 ? config.dns : undefined,
+      embeddedDns: true,
+      wrapResolver: options.wrapResolver,
+      runner: options.runner,
+      defaultPools: config.defaultPools.length > 0 ? config.defaultPools : undefined,
+      log,
+    });
+  } catch (err) {
+    lock.release();
+    throw err;
   }
-
-  const controller = await openController({
-    hostNetns: config.netns,
-    prefix: config.prefix,
-    stateDir: config.stateDir,
-    dns: config.dns.length > 0 ? config.dns : undefined,
-    embeddedDns: true,
-    wrapResolver: options.wrapResolver,
-    defaultPools: config.defaultPools.length > 0 ? config.defaultPools : undefined,
-    log,
-  });
   try {
     options.onControllerOpen?.(controller);
   } catch (err) {
     await controller.close();
+    lock.release();
     throw err;
   }
 
@@ -209,21 +268,21 @@ export async function startDaemon(
     pid: Deno.pid,
     drivers: controller.driverNames,
   };
-  let server: Deno.HttpServer<Deno.UnixAddr>;
+  let server: Deno.HttpServer<Deno.UnixAddr> | undefined;
   try {
     await Deno.mkdir(dirname(config.socket), { recursive: true });
     if (socketState === "stale") {
       log(`removing stale socket ${config.socket}`);
       await removeIfExists(config.socket);
     }
-    server = Deno.serve(
-      { path: config.socket, onListen() {} },
-      withAccessLog(createApiHandler(controller, info), log),
-    );
-    await Deno.chmod(config.socket, 0o660);
-    await Deno.writeTextFile(pidfile, `${Deno.pid}\n`);
+    server = listen(config, withAccessLog(createApiHandler(controller, info), log));
+    if (gid !== undefined) await Deno.chown(config.socket, null, gid);
+    await Deno.writeTextFile(pidfile, `${Deno.pid}\n`, { mode: 0o644 });
   } catch (err) {
+    await server?.shutdown().catch(() => {});
+    await removeIfExists(config.socket).catch(() => {});
     await controller.close();
+    lock.release();
     const message = err instanceof Error ? err.message : String(err);
     throw new CnmError("internal", `Cannot serve on ${config.socket}: ${message}`, {
       cause: err,
@@ -239,7 +298,7 @@ export async function startDaemon(
   const shutdown = () => {
     stopping ??= (async () => {
       log("shutting down: networks and sandboxes stay");
-      await server.shutdown();
+      await server!.shutdown();
       await controller.close();
       await removeIfExists(config.socket).catch(() => {});
       const ours = await Deno.readTextFile(pidfile).then(
@@ -247,6 +306,7 @@ export async function startDaemon(
         () => false,
       );
       if (ours) await removeIfExists(pidfile).catch(() => {});
+      lock.release();
       log("stopped");
     })();
     return stopping;
@@ -286,6 +346,7 @@ export async function runDaemon(
     daemon = await startDaemon(config, {
       wrapResolver: options.wrapResolver,
       onControllerOpen: options.onControllerOpen,
+      runner: options.runner,
     });
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);

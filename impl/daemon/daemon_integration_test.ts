@@ -12,91 +12,13 @@ import {
   removeNetnsByPrefix,
   testPrefix,
 } from "../../testing/mod.ts";
+import { CNM, DaemonProcess, runCommand, until } from "../../testing/daemon_process.ts";
 
-const ROOT = new URL("../../", import.meta.url).pathname;
-const MAIN = new URL("../cli/main.ts", import.meta.url).pathname;
-const CONFIG = new URL("../../deno.json", import.meta.url).pathname;
-const DENO_RUN = ["run", "-A", "--unstable-net", "--config", CONFIG, MAIN];
-
-interface Output {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs a command to completion with a bounded time. */
-async function run(cmd: string, args: string[], timeoutMs = 30_000): Promise<Output> {
-  const out = await new Deno.Command(cmd, {
-    args,
-    cwd: ROOT,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    env: { CNM_SOCKET: "" },
-    signal: AbortSignal.timeout(timeoutMs),
-  }).output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
-}
-
-/** Polls `check` until it returns true or the deadline passes. */
-async function until(
-  what: string,
-  check: () => Promise<boolean>,
-  timeoutMs = 20_000,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`);
-}
+const DENO_RUN = CNM;
+const run = runCommand;
 
 async function exists(path: string): Promise<boolean> {
   return await Deno.lstat(path).then(() => true, () => false);
-}
-
-/** A daemon subprocess whose stderr is collected (never left to fill a pipe). */
-class DaemonProcess {
-  readonly child: Deno.ChildProcess;
-  log = "";
-  readonly #drained: Promise<void>;
-  exited: Deno.CommandStatus | undefined;
-
-  constructor(args: string[]) {
-    const child = new Deno.Command(Deno.execPath(), {
-      args: [...DENO_RUN, "daemon", ...args],
-      cwd: ROOT,
-      stdin: "null",
-      stdout: "null",
-      stderr: "piped",
-      env: { CNM_SOCKET: "" },
-    }).spawn();
-    this.child = child;
-    this.#drained = (async () => {
-      const dec = new TextDecoder();
-      for await (const chunk of child.stderr) this.log += dec.decode(chunk, { stream: true });
-    })();
-    child.status.then((s) => this.exited = s);
-  }
-
-  /** Waits for the exit status and the end of its log. */
-  async wait(): Promise<Deno.CommandStatus> {
-    const status = await this.child.status;
-    await this.#drained;
-    return status;
-  }
-
-  /** SIGKILLs it if it still runs, and waits. */
-  async kill(): Promise<void> {
-    if (!this.exited) {
-      try {
-        this.child.kill("SIGKILL");
-      } catch { /* already gone */ }
-    }
-    await this.wait();
-  }
 }
 
 Deno.test({
@@ -376,7 +298,7 @@ Deno.test({
           // No orphans: every namespace named like a sandbox is a stored sandbox, and every
           // veth on a bridge is a stored endpoint's.
           const views = (await api("GET", "/sandboxes")).json as Sandbox[];
-          const sandboxNetns = new RegExp(`^${prefix}-[0-9a-f]{12}$`);
+          const sandboxNetns = new RegExp(`^${prefix}-[0-9a-f]{8}-[0-9a-f]{12}$`);
           assert.deepEqual(
             (await listNetns()).filter((n) => sandboxNetns.test(n)).sort(),
             views.map((v) => v.netnsName).sort(),

@@ -1,7 +1,7 @@
 /**
  * The flags of `cnm daemon`, parsed and validated without side effects:
- * `cnm daemon [--netns NAME] [--prefix P] [--state-dir DIR] [--socket PATH] [--dns IP]...
- * [--default-pool CIDR/SIZE]... [--debug]`. Defaults are dockerd's: the root namespace,
+ * `cnm daemon [--netns NAME] [--prefix P] [--state-dir DIR] [--socket PATH]
+ * [--socket-group GROUP] [--dns IP]... [--default-pool CIDR/SIZE]... [--debug]`. Defaults are dockerd's: the root namespace,
  * /var/lib/cnm, /run/cnm/cnm.sock, and the prefix "cnm".
  * @module
  */
@@ -38,6 +38,8 @@ export interface DaemonConfig {
   stateDir: string;
   /** Path of the API socket (`--socket`). */
   socket: string;
+  /** Group (name or gid) the socket is given to (`--socket-group`); absent = root's. */
+  socketGroup?: string;
   /** DNS servers for sandboxes' resolv.conf (`--dns`); empty = the host's. */
   dns: string[];
   /** Predefined local pools (`--default-pool`); empty = Docker's. */
@@ -55,6 +57,7 @@ interface RawDaemonFlags {
   prefix?: string;
   stateDir?: string;
   socket?: string;
+  socketGroup?: string;
   dns: string[];
   defaultPool: string[];
   debug?: boolean;
@@ -78,6 +81,7 @@ function daemonCommand(): Command {
     .option("--prefix <prefix>", `prefix of names in shared places (default "${DEFAULT_PREFIX}")`)
     .option("--state-dir <dir>", `state directory (default ${DEFAULT_STATE_DIR})`)
     .option("--socket <path>", `API socket (default $CNM_SOCKET or ${DEFAULT_SOCKET})`)
+    .option("--socket-group <group>", "group (name or gid) that may use the socket (mode 0660)")
     .option("--dns <ip>", "DNS server for sandboxes (repeatable)", collect, [])
     .option(
       "--default-pool <cidr/size>",
@@ -128,6 +132,10 @@ function validateDaemonFlags(raw: RawDaemonFlags, fallbackSocket?: string): Daem
     if (stateDir === "") throw new UsageError("Invalid state directory: the path is empty");
     const socket = raw.socket ?? (fallbackSocket || DEFAULT_SOCKET);
     if (socket === "") throw new UsageError("Invalid socket: the path is empty");
+    const group = raw.socketGroup;
+    if (group !== undefined && !/^[a-zA-Z0-9_][a-zA-Z0-9_.-]{0,31}$/.test(group)) {
+      throw new UsageError(`Invalid socket group ${JSON.stringify(group)}: not a group name or id`);
+    }
     for (const ip of raw.dns) parseIp(ip, "DNS server");
     const defaultPools = raw.defaultPool.map((p) => parseDefaultPool(p));
     return {
@@ -135,6 +143,7 @@ function validateDaemonFlags(raw: RawDaemonFlags, fallbackSocket?: string): Daem
       prefix,
       stateDir,
       socket,
+      ...(group !== undefined ? { socketGroup: group } : {}),
       dns: [...raw.dns],
       defaultPools,
       debug: !!raw.debug,

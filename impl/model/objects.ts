@@ -109,3 +109,26 @@ export interface ServiceRecord {
   backends: string[];
   created: string;
 }
+
+/**
+ * An operation under way, journaled before its first kernel call and deleted in the same
+ * store transaction that commits it: a leftover intent is an operation a crash cut short,
+ * and names every kernel object it may have made. Reconcile takes a cut-short connect or
+ * network create back (nothing of it stays) and finishes a cut-short disconnect or sandbox
+ * removal, so each one happened wholly or not at all.
+ */
+export type IntentRecord =
+  | {
+    id: string;
+    op: "network-create";
+    /** The network as it would have been stored. */
+    network: NetworkRecord;
+  }
+  | {
+    id: string;
+    op: "connect";
+    /** The endpoint as it would have been stored (interface names, driver data). */
+    endpoint: EndpointRecord;
+  }
+  | { id: string; op: "disconnect"; endpointId: string }
+  | { id: string; op: "sandbox-rm"; sandboxId: string };

@@ -7,18 +7,20 @@
 import { DatabaseSync } from "node:sqlite";
 import type {
   EndpointRecord,
+  IntentRecord,
   NetworkRecord,
   SandboxRecord,
   ServiceRecord,
 } from "../model/objects.ts";
 
-/** Record kinds the store holds. */
-export type RecordKind = "network" | "endpoint" | "sandbox" | "service";
+/** Record kinds the store holds (intents: the journal of operations under way). */
+export type RecordKind = "network" | "endpoint" | "sandbox" | "service" | "intent";
 
 /** The record type of a kind. */
 export type RecordOf<K extends RecordKind> = K extends "network" ? NetworkRecord
   : K extends "endpoint" ? EndpointRecord
   : K extends "service" ? ServiceRecord
+  : K extends "intent" ? IntentRecord
   : SandboxRecord;
 
 /** Writes inside one transaction. */
@@ -41,16 +43,39 @@ export interface Store {
   byIdPrefix<K extends RecordKind>(kind: K, prefix: string, limit: number): RecordOf<K>[];
   /** Runs `fn` in one transaction: all its writes land, or none. */
   transaction(fn: (tx: StoreTx) => void): void;
+  /**
+   * This store's instance id: 8 hex digits made when the store was created and kept for its
+   * life. The daemon puts it in the names of the objects it makes in machine-wide places (its
+   * sandboxes' namespaces), so it knows its own from another daemon's.
+   */
+  readonly instanceId: string;
   close(): void;
 }
 
 const SCHEMA_VERSION = 1;
 
 /**
+ * Makes the database file (and its WAL and shared-memory files, when there) readable by the
+ * owner only, before SQLite opens it: SQLite creates the WAL and -shm files with the
+ * database's own mode, so they follow.
+ */
+function ownerOnly(path: string): void {
+  Deno.openSync(path, { read: true, write: true, create: true, mode: 0o600 }).close();
+  for (const p of [path, `${path}-wal`, `${path}-shm`]) {
+    try {
+      Deno.chmodSync(p, 0o600);
+    } catch (err) {
+      if (!(err instanceof Deno.errors.NotFound)) throw err;
+    }
+  }
+}
+
+/**
  * Opens (creating if needed) the store at `path`; `:memory:` gives a throwaway one.
  * The file is in WAL mode with synchronous=FULL: a committed transaction survives a kill -9.
  */
 export function openStore(path: string): Store {
+  if (path !== ":memory:") ownerOnly(path);
   const db = new DatabaseSync(path);
   if (path !== ":memory:") {
     db.exec("PRAGMA journal_mode=WAL");
@@ -63,6 +88,16 @@ export function openStore(path: string): Store {
   db.exec(
     `CREATE INDEX IF NOT EXISTS records_name ON records (kind, json_extract(json, '$.name'))`,
   );
+  let instance = db.prepare("SELECT value FROM meta WHERE key = 'instance'").get() as
+    | { value: string }
+    | undefined;
+  if (!instance) {
+    const hex = [...crypto.getRandomValues(new Uint8Array(4))]
+      .map((b) => b.toString(16).padStart(2, "0")).join("");
+    db.prepare("INSERT INTO meta (key, value) VALUES ('instance', ?)").run(hex);
+    instance = { value: hex };
+  }
+  const instanceId = instance.value;
   const version = db.prepare("SELECT value FROM meta WHERE key = 'schema'").get() as
     | { value: string }
     | undefined;
@@ -98,6 +133,7 @@ export function openStore(path: string): Store {
     },
   };
   return {
+    instanceId,
     list<K extends RecordKind>(kind: K): RecordOf<K>[] {
       return (listStmt.all(kind) as { json: string }[]).map((r) => JSON.parse(r.json));
     },
