@@ -14,7 +14,7 @@ import type { CommandRunner, Logger } from "../kernel/runner.ts";
 import { CnmError } from "../model/errors.ts";
 import { type ApiHandler, createApiHandler, type DaemonInfo } from "./api.ts";
 import { type DaemonConfig, parseDaemonArgs, UsageError } from "./flags.ts";
-import { acquirePrefixLock, type PrefixLock } from "./prefix_lock.ts";
+import { acquirePrefixLock } from "./prefix_lock.ts";
 
 /** cnm's version, as deno.json states it. */
 export const VERSION: string = denoJson.version;
