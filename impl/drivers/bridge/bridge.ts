@@ -26,23 +26,28 @@ import {
   KernelCommandError,
   NotFoundError,
 } from "../../model/errors.ts";
-import { formatIp, Prefix, tryParseIp } from "../../model/ip.ts";
+import { Prefix } from "../../model/ip.ts";
 import { randomHex } from "../../model/names.ts";
 import type { PortBinding } from "../../model/objects.ts";
 import { parseBridgeOptions } from "./options.ts";
 import {
   type BridgeNetwork,
+  canonical,
   createNetworkPlan,
   deleteNetworkLines,
   type ForwardingDone,
   forwardingOps,
+  foundBridge,
   gatewayLine,
+  isBridge,
   joinPlan,
   macFor,
   nftAddNetwork,
   nftAddPorts,
   nftRemoveNetwork,
   nftScript,
+  notABridgeMessage,
+  parseBridgeComment,
   portsComment,
   type PublishedEndpoint,
 } from "./plan.ts";
@@ -91,13 +96,6 @@ export interface BridgeDriver extends NetworkDriver {
   reconcile(endpoints: BridgeStoredEndpoint[]): Promise<BridgeReconcileResult>;
 }
 
-/** `ADDR/LEN` in canonical form (RFC 5952 for IPv6), so spellings compare equal. */
-function canonical(cidr: string): string {
-  const [addr, len] = cidr.split("/");
-  const ip = tryParseIp(addr);
-  return ip ? `${formatIp(ip.family, ip.value)}/${len}` : cidr;
-}
-
 /** Host-side veth names: `veth` and 7 hex digits (as Docker's). */
 const VETH_RE = /^veth[0-9a-f]{7}$/;
 
@@ -118,6 +116,11 @@ export function createBridgeDriver(options: BridgeDriverOptions): BridgeDriver {
   const ports = new Map<string, PublishedEndpoint>();
   /** `route_localnet` set in the host namespace (for ports on 127.0.0.1). */
   let localnet = false;
+  /**
+   * The comments of the `bridges` set's elements by bridge name, as the table had them
+   * when the first network was restored: what user-named bridges were like before.
+   */
+  let recorded: Map<string, string> | undefined;
 
   function describe(req: CreateNetworkRequest, preexisting: boolean): BridgeNetwork {
     return {
@@ -174,21 +177,57 @@ export function createBridgeDriver(options: BridgeDriverOptions): BridgeDriver {
     return (await kernel.nftTables(hostNetns)).includes(`inet ${table}`);
   }
 
-  async function bridgeExists(name: string): Promise<boolean> {
+  /** The host's link of that name, with its kind and addresses; undefined when none. */
+  async function findLink(name: string): Promise<LinkInfo | undefined> {
     const r = await kernel.runner.run({
-      argv: kernel.ipArgv(hostNetns, "link", "show", "dev", name),
+      argv: kernel.ipArgv(hostNetns, "-j", "-d", "addr", "show", "dev", name),
       allowFail: true,
     });
-    return r.code === 0;
+    if (r.code !== 0 || !r.stdout.trim()) return undefined;
+    return (JSON.parse(r.stdout) as LinkInfo[]).find((l) => l.ifname === name);
+  }
+
+  /** The comments of the `bridges` set's elements by name ({@linkcode bridgeComment}). */
+  async function readRecords(): Promise<Map<string, string>> {
+    const r = await kernel.runner.run({
+      argv: kernel.inNetns(hostNetns, ["nft", "-j", "list", "set", "inet", table, "bridges"]),
+      allowFail: true,
+    });
+    const out = new Map<string, string>();
+    if (r.code !== 0) return out;
+    try {
+      const parsed = JSON.parse(r.stdout || "{}") as {
+        nftables?: {
+          set?: { elem?: (string | { elem?: { val?: string; comment?: string } })[] };
+        }[];
+      };
+      for (const e of parsed.nftables ?? []) {
+        for (const x of e.set?.elem ?? []) {
+          if (typeof x === "object" && x.elem?.val && x.elem.comment) {
+            out.set(x.elem.val, x.elem.comment);
+          }
+        }
+      }
+    } catch (err) {
+      kernel.log(`bridge: cannot read set bridges of inet ${table}: ${err}`);
+    }
+    return out;
   }
 
   async function create(req: CreateNetworkRequest): Promise<void> {
     const probe = describe(req, false);
     const br = probe.config.bridgeName;
-    // A user-named bridge that exists is used as is (and left in place). A generated name
-    // (br-<id[:12]>) is not looked up first: `link add` refuses an existing one, and a batch
-    // that failed on its first line is not undone, so nothing of anybody's is touched.
-    const net = probe.config.userBridgeName && await bridgeExists(br) ? describe(req, true) : probe;
+    // A user-named bridge that exists is used as is (and left as found), an interface of
+    // another kind is refused before anything is changed (Docker's newInterface). A
+    // generated name (br-<id[:12]>) is not looked up first: `link add` refuses an existing
+    // one, and a batch that failed on its first line is not undone, so nothing of anybody's
+    // is touched.
+    let net = probe;
+    if (probe.config.userBridgeName) {
+      const link = await findLink(br);
+      if (link && !isBridge(link)) throw new ForbiddenError(notABridgeMessage(br));
+      if (link) net = { ...probe, preexisting: true, found: foundBridge(probe, link) };
+    }
     try {
       await kernel.apply(createNetworkPlan(net, hostNetns, forwarding));
     } catch (err) {
@@ -220,9 +259,17 @@ export function createBridgeDriver(options: BridgeDriverOptions): BridgeDriver {
     const br = net.config.bridgeName;
     const link = links.find((l) => l.ifname === br);
     if (!link) {
-      await kernel.apply(createNetworkPlan({ ...net, preexisting: false }, hostNetns, forwarding));
+      // Made again by us, so ours to delete with the network.
+      net.preexisting = false;
+      net.found = undefined;
+      await kernel.apply(createNetworkPlan(net, hostNetns, forwarding));
       markForwarding(net);
       return [`bridge ${br} was missing: re-created`];
+    }
+    if (!isBridge(link)) {
+      // Somebody's interface took the name: never configure it as ours.
+      kernel.log(`bridge: network ${net.name}: ${notABridgeMessage(br)}; left alone`);
+      return [];
     }
     const done: string[] = [];
     const lines: string[] = [];
@@ -231,6 +278,10 @@ export function createBridgeDriver(options: BridgeDriverOptions): BridgeDriver {
       if (!a.gateway || have.has(canonical(a.gateway))) continue;
       lines.push(gatewayLine(a.gateway, br));
       done.push(`gateway ${a.gateway} was missing on ${br}: re-added`);
+      // Added by us now: removed with the network even if the bridge had it at first.
+      if (net.found) {
+        net.found.kept = net.found.kept.filter((g) => canonical(g) !== canonical(a.gateway!));
+      }
     }
     if (!link.flags?.includes("UP")) {
       lines.push(`link set dev ${br} up`);
@@ -398,6 +449,8 @@ export function createBridgeDriver(options: BridgeDriverOptions): BridgeDriver {
     capabilities: () => ({ dataScope: "local", connectivityScope: "local" }),
 
     validateNetwork(req) {
+      // Synchronous, so the kernel is not asked here: a named interface that is not a
+      // bridge is refused by createNetwork, before its first change.
       const net = describe(req, false);
       for (const other of networks.values()) {
         if (other.config.bridgeName === net.config.bridgeName) {
@@ -423,9 +476,28 @@ export function createBridgeDriver(options: BridgeDriverOptions): BridgeDriver {
     async restoreNetwork(req) {
       // A restored network keeps its bridge; a missing one is re-created.
       const net = describe(req, false);
+      const links = await kernel.addrs(hostNetns);
+      const br = net.config.bridgeName;
+      const link = links.find((l) => l.ifname === br);
+      // Never configured as ours, and not known (so deleteNetwork leaves it alone either).
+      if (link && !isBridge(link)) throw new ForbiddenError(notABridgeMessage(br));
+      if (link && net.config.userBridgeName) {
+        // Made by this network or found? The record is the element's comment in our table;
+        // without one (a flushed table) the bridge is taken as found, with the gateways it
+        // has now as its own: nothing of it is deleted (a bridge of ours may be left).
+        recorded ??= await readRecords();
+        const rec = parseBridgeComment(net.id, recorded.get(br) ?? "");
+        if (rec !== "made") {
+          net.preexisting = true;
+          net.found = rec ?? { kept: foundBridge(net, link).kept };
+          if (!rec) {
+            kernel.log(`bridge: network ${net.name}: no record of bridge ${br}; taken as found`);
+          }
+        }
+      }
       networks.set(net.id, net);
       tableInSync = false;
-      const done = await ensureNetwork(net, await kernel.addrs(hostNetns));
+      const done = await ensureNetwork(net, links);
       repairs.push(...done.map((what) => ({ networkId: net.id, what })));
       // The table is rewritten whole by reconcile, once every network is known; a table
       // that is gone (a flushed ruleset) is put back at once, so isolation holds meanwhile.

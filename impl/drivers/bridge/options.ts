@@ -38,6 +38,8 @@ export interface BridgeConfig {
   icc: boolean;
   masquerade: boolean;
   mtu: number;
+  /** The user gave the MTU (Docker sets an existing bridge's MTU only then). */
+  userMtu: boolean;
   ifacePrefix: string;
   /** Default host address of published ports; `0.0.0.0` = every local address. */
   hostBindingIpv4: string;
@@ -67,6 +69,7 @@ export function parseBridgeOptions(
     icc: true,
     masquerade: true,
     mtu: 1500,
+    userMtu: false,
     ifacePrefix: "eth",
     hostBindingIpv4: "0.0.0.0",
     gatewayModeIpv4: "nat",
@@ -92,6 +95,7 @@ export function parseBridgeOptions(
           );
         }
         cfg.mtu = Number(value);
+        cfg.userMtu = true;
         break;
       }
       case OPT.ifacePrefix:

@@ -4,6 +4,8 @@
  * @module
  */
 import { type Op, type Plan, plan } from "../../kernel/plan.ts";
+import type { LinkInfo } from "../../kernel/kernel.ts";
+import { formatIp, tryParseIp } from "../../model/ip.ts";
 import type { PortBinding } from "../../model/objects.ts";
 import type { BridgeConfig } from "./options.ts";
 
@@ -18,6 +20,62 @@ export interface BridgeNetwork {
   ipv6: { pool: string; gateway?: string }[];
   /** The bridge existed before (user-managed): never created or deleted by us. */
   preexisting: boolean;
+  /**
+   * How a preexisting bridge was found, so that removing the network leaves it so; absent
+   * when that is not known (restored without a record): then nothing of it is undone.
+   */
+  found?: FoundBridge;
+}
+
+/**
+ * What the network changed on a bridge it found (a user's, named by
+ * `com.docker.network.bridge.name`). Docker uses such a bridge as is: it sets its MTU only
+ * when the user gave one (`bridge_linux.go` createNetwork, `config.Mtu > 0`) and never
+ * deletes it (`ifaceCreatedByUser`); removal here also takes back what the network added.
+ */
+export interface FoundBridge {
+  /** Its MTU before, when the network set another (an explicit driver MTU). */
+  mtu?: number;
+  /** It was down: the network brought it up. */
+  down?: boolean;
+  /** The network's gateway addresses it already had: neither added nor removed. */
+  kept: string[];
+}
+
+/** `ADDR/LEN` in canonical form (RFC 5952 for IPv6), so spellings compare equal. */
+export function canonical(cidr: string): string {
+  const [addr, len] = cidr.split("/");
+  const ip = tryParseIp(addr);
+  return ip ? `${formatIp(ip.family, ip.value)}/${len}` : cidr;
+}
+
+/** The gateways (with prefix length) of a network, IPv4 first. */
+function gateways(net: BridgeNetwork): string[] {
+  return [...net.ipv4, ...net.ipv6].flatMap((a) => a.gateway ? [a.gateway] : []);
+}
+
+/**
+ * How a network finds an existing bridge (`link` as `ip -j -d addr show` reports it): its
+ * MTU if the network sets another, whether it is down, which gateways it has already.
+ */
+export function foundBridge(net: BridgeNetwork, link: LinkInfo): FoundBridge {
+  const have = new Set((link.addr_info ?? []).map((a) => canonical(`${a.local}/${a.prefixlen}`)));
+  const found: FoundBridge = { kept: gateways(net).filter((g) => have.has(canonical(g))) };
+  if (net.config.userMtu && link.mtu !== undefined && link.mtu !== net.config.mtu) {
+    found.mtu = link.mtu;
+  }
+  if (!link.flags?.includes("UP")) found.down = true;
+  return found;
+}
+
+/** True when `link` is a Linux bridge. */
+export function isBridge(link: LinkInfo): boolean {
+  return link.linkinfo?.info_kind === "bridge";
+}
+
+/** Docker's refusal of a bridge name that an interface of another kind has (newInterface). */
+export function notABridgeMessage(name: string): string {
+  return `existing interface ${name} is not a bridge`;
 }
 
 /** Forwarding sysctls already set in a host namespace (they are set once per host). */
@@ -44,7 +102,9 @@ export function forwardingOps(
 
 /**
  * Plan for a new network: forwarding on (unless `done` says it already is), the bridge with
- * its gateway addresses, up.
+ * its gateway addresses, up. A bridge the network found ({@linkcode BridgeNetwork.found}) is
+ * used as is: only the gateways it lacks are added, its MTU is set only when the user gave
+ * one, and the undo takes back exactly that.
  */
 export function createNetworkPlan(
   net: BridgeNetwork,
@@ -57,13 +117,20 @@ export function createNetworkPlan(
   if (!net.preexisting) {
     lines.push(`link add name ${br} mtu ${net.config.mtu} type bridge`);
     undo.push(`link del dev ${br}`);
+    for (const g of gateways(net)) lines.push(gatewayLine(g, br));
   } else {
-    lines.push(`link set dev ${br} mtu ${net.config.mtu}`);
-  }
-  for (const a of [...net.ipv4, ...net.ipv6]) {
-    if (!a.gateway) continue;
-    lines.push(gatewayLine(a.gateway, br));
-    if (net.preexisting) undo.unshift(`addr del ${a.gateway} dev ${br}`);
+    const found = net.found ?? { kept: [] };
+    if (found.mtu !== undefined) {
+      lines.push(`link set dev ${br} mtu ${net.config.mtu}`);
+      undo.unshift(`link set dev ${br} mtu ${found.mtu}`);
+    }
+    const kept = new Set(found.kept.map(canonical));
+    for (const g of gateways(net)) {
+      if (kept.has(canonical(g))) continue;
+      lines.push(gatewayLine(g, br));
+      undo.unshift(`addr del ${g} dev ${br}`);
+    }
+    if (found.down) undo.unshift(`link set dev ${br} down`);
   }
   lines.push(`link set dev ${br} up`);
   return plan(...forwardingOps(net, hostNetns, done), {
@@ -79,13 +146,64 @@ export function gatewayLine(gateway: string, bridge: string): string {
   return `addr add ${gateway} dev ${bridge}${gateway.includes(":") ? " nodad" : ""}`;
 }
 
-/** Lines that remove a network's bridge (or, if the user made it, only our addresses). */
+/**
+ * Lines that remove a network's bridge, or, on a bridge it found, take back what it changed
+ * there and nothing else: the gateways it added, the MTU it set, the up it brought.
+ */
 export function deleteNetworkLines(net: BridgeNetwork): string[] {
   const br = net.config.bridgeName;
   if (!net.preexisting) return [`link del dev ${br}`];
-  return [...net.ipv4, ...net.ipv6].flatMap((a) =>
-    a.gateway ? [`addr del ${a.gateway} dev ${br}`] : []
+  const found = net.found ?? { kept: gateways(net) };
+  const kept = new Set(found.kept.map(canonical));
+  const lines = gateways(net).filter((g) => !kept.has(canonical(g))).map((g) =>
+    `addr del ${g} dev ${br}`
   );
+  if (found.mtu !== undefined) lines.push(`link set dev ${br} mtu ${found.mtu}`);
+  if (found.down) lines.push(`link set dev ${br} down`);
+  return lines;
+}
+
+/**
+ * The comment of a user-named bridge's element in the `bridges` set: whether the network
+ * made the bridge or found it, and then how ({@linkcode FoundBridge}). The driver cannot
+ * store data with the network, so this is its record across a restart (read back with
+ * {@linkcode parseBridgeComment}); e.g. `cnm net=<id12> bridge=found mtu=9000 kept=10.1.0.1/24`.
+ */
+export function bridgeComment(net: BridgeNetwork): string {
+  const head = `cnm net=${net.id.slice(0, 12)} bridge=`;
+  if (!net.preexisting) return head + "made";
+  if (!net.found) return head + "unknown";
+  const f = net.found;
+  return head + "found" + (f.mtu !== undefined ? ` mtu=${f.mtu}` : "") +
+    (f.down ? " down" : "") + (f.kept.length ? ` kept=${f.kept.join(",")}` : "");
+}
+
+/**
+ * Reads a {@linkcode bridgeComment} back for network `networkId`: `made`, how the bridge was
+ * found, or undefined (another network's, or not ours, or unknown).
+ */
+export function parseBridgeComment(
+  networkId: string,
+  comment: string,
+): "made" | FoundBridge | undefined {
+  const words = comment.trim().split(/\s+/);
+  if (words[0] !== "cnm" || words[1] !== `net=${networkId.slice(0, 12)}`) return undefined;
+  if (words[2] === "bridge=made" && words.length === 3) return "made";
+  if (words[2] !== "bridge=found") return undefined;
+  const found: FoundBridge = { kept: [] };
+  for (const w of words.slice(3)) {
+    if (w === "down") found.down = true;
+    else if (/^mtu=\d{1,5}$/.test(w)) found.mtu = Number(w.slice(4));
+    else if (w.startsWith("kept=")) found.kept = w.slice(5).split(",").filter(Boolean);
+    else return undefined;
+  }
+  return found;
+}
+
+/** An element of the `bridges` set: the name, with its record when the user named it. */
+function bridgeElement(net: BridgeNetwork): string {
+  const name = `"${net.config.bridgeName}"`;
+  return net.config.userBridgeName ? `${name} comment "${bridgeComment(net)}"` : name;
 }
 
 /** What a join needs to know of the endpoint. */
@@ -276,7 +394,7 @@ export function nftScript(
     `table inet ${table} {`,
     `  set bridges {`,
     `    type ifname`,
-    ...elements(sorted.map((n) => `"${n.config.bridgeName}"`)),
+    ...elements(sorted.map(bridgeElement)),
     `  }`,
     ...all.flatMap((p) =>
       p.chains.flatMap((c) => [`  chain ${c.name} {`, ...c.rules.map((r) => `    ${r}`), `  }`])
@@ -333,7 +451,7 @@ export function nftAddNetwork(table: string, net: BridgeNetwork): string {
     `add chain ${t} ${c.name}`,
     ...c.rules.map((r) => `add rule ${t} ${c.name} ${r}`),
   ]);
-  lines.push(`add element ${t} bridges { "${net.config.bridgeName}" }`);
+  lines.push(`add element ${t} bridges { ${bridgeElement(net)} }`);
   for (const [map, xs] of [["fwd_in", p.fwdIn], ["fwd_out", p.fwdOut], ["nat_src", p.natSrc]]) {
     if (xs.length > 0) lines.push(`add element ${t} ${map} { ${(xs as string[]).join(", ")} }`);
   }

@@ -1,15 +1,20 @@
 import assert from "node:assert/strict";
+import type { LinkInfo } from "../../kernel/kernel.ts";
 import { renderPlan } from "../../kernel/plan.ts";
 import { parseBridgeOptions } from "./options.ts";
 import {
+  bridgeComment,
   type BridgeNetwork,
   createNetworkPlan,
+  deleteNetworkLines,
+  foundBridge,
   joinPlan,
   macFor,
   nftAddNetwork,
   nftAddPorts,
   nftRemoveNetwork,
   nftScript,
+  parseBridgeComment,
   portsComment,
   type PublishedEndpoint,
 } from "./plan.ts";
@@ -45,8 +50,87 @@ Deno.test("createNetworkPlan() makes the bridge with its gateway and turns forwa
 });
 
 Deno.test("createNetworkPlan() on a user's existing bridge only adds and removes addresses", async () => {
-  const n = net(ID_A, { "com.docker.network.bridge.name": "mybr0" }, { preexisting: true });
-  await golden("create_network_preexisting", renderPlan(createNetworkPlan(n, "host1")));
+  const n = net(ID_A, { "com.docker.network.bridge.name": "mybr0" }, {
+    preexisting: true,
+    found: { kept: [] },
+  });
+  const text = renderPlan(createNetworkPlan(n, "host1"));
+  // the bridge's MTU is the user's: no MTU option given, none set (issue 14)
+  assert.doesNotMatch(text, /mtu/, text);
+  await golden("create_network_preexisting", text);
+  assert.deepEqual(deleteNetworkLines(n), ["addr del 10.1.0.1/24 dev mybr0"]);
+});
+
+Deno.test("an existing bridge is left as found: its MTU set only when given, then restored; its addresses and state kept", async () => {
+  const opts = {
+    "com.docker.network.bridge.name": "mybr0",
+    "com.docker.network.driver.mtu": "1400",
+  };
+  const base = net(ID_A, opts, {
+    ipv6: [{ pool: "fd00:1::/64", gateway: "fd00:1::1/64" }],
+  });
+  const link: LinkInfo = {
+    ifname: "mybr0",
+    ifindex: 7,
+    mtu: 9000,
+    flags: ["BROADCAST", "MULTICAST"],
+    linkinfo: { info_kind: "bridge" },
+    addr_info: [
+      { family: "inet", local: "192.168.77.1", prefixlen: 24 },
+      // the gateway is there already, spelled otherwise: the user's, kept
+      { family: "inet6", local: "fd00:1:0::1", prefixlen: 64 },
+    ],
+  };
+  const found = foundBridge(base, link);
+  assert.deepEqual(found, { kept: ["fd00:1::1/64"], mtu: 9000, down: true });
+  const n = { ...base, preexisting: true, found };
+  await golden("create_network_found", renderPlan(createNetworkPlan(n, "host1", { v4: true })));
+  assert.deepEqual(deleteNetworkLines(n), [
+    "addr del 10.1.0.1/24 dev mybr0",
+    "link set dev mybr0 mtu 9000",
+    "link set dev mybr0 down",
+  ]);
+  // without an MTU option, an up bridge: its MTU is not touched, nothing to restore
+  const plain = net(ID_A, { "com.docker.network.bridge.name": "mybr0" });
+  const up = foundBridge(plain, { ...link, flags: ["UP"] });
+  assert.deepEqual(up, { kept: [] });
+  const text = renderPlan(createNetworkPlan({ ...plain, preexisting: true, found: up }));
+  assert.doesNotMatch(text, /mtu|down/, text);
+  // not known how it was found (restored without a record): nothing of it is undone
+  assert.deepEqual(deleteNetworkLines({ ...plain, preexisting: true }), []);
+});
+
+Deno.test("a user-named bridge's record in the bridges set survives a restart and reads back", () => {
+  const made = net(ID_A, { "com.docker.network.bridge.name": "mybr0" });
+  assert.equal(bridgeComment(made), "cnm net=aaaaaaaaaaaa bridge=made");
+  assert.equal(parseBridgeComment(ID_A, bridgeComment(made)), "made");
+  assert.match(
+    nftAddNetwork("t", made),
+    /add element inet t bridges \{ "mybr0" comment "cnm net=aaaaaaaaaaaa bridge=made" \}/,
+  );
+  assert.match(
+    nftScript("t", [made]),
+    /elements = \{ "mybr0" comment "cnm net=aaaaaaaaaaaa bridge=made" \}/,
+  );
+  const worst = {
+    ...made,
+    preexisting: true,
+    found: {
+      mtu: 65535,
+      down: true,
+      kept: ["255.255.255.254/31", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe/127"],
+    },
+  };
+  const c = bridgeComment(worst);
+  assert.ok(c.length <= 128, `nft comments hold 128 characters: ${c.length}`);
+  assert.deepEqual(parseBridgeComment(ID_A, c), worst.found);
+  assert.deepEqual(parseBridgeComment(ID_A, "cnm net=aaaaaaaaaaaa bridge=found"), { kept: [] });
+  // another network's record, garbage, or no record: not known
+  assert.equal(parseBridgeComment(ID_B, c), undefined);
+  assert.equal(parseBridgeComment(ID_A, "cnm net=aaaaaaaaaaaa bridge=found mtu=x"), undefined);
+  assert.equal(parseBridgeComment(ID_A, ""), undefined);
+  // generated names carry no record (always made by us): the golden files keep their form
+  assert.match(nftAddNetwork("t", net(ID_A, {})), /bridges \{ "br-aaaaaaaaaaaa" \}/);
 });
 
 Deno.test("createNetworkPlan() skips the forwarding sysctls already set on the host", () => {
@@ -152,6 +236,7 @@ Deno.test("parseBridgeOptions() rejects unknown keys and bad values", async (t) 
       icc: true,
       masquerade: true,
       mtu: 1500,
+      userMtu: false,
       ifacePrefix: "eth",
       hostBindingIpv4: "0.0.0.0",
       gatewayModeIpv4: "nat",
