@@ -10,9 +10,9 @@ import { forgetIntent, message } from "./journal.ts";
 import { networkRequest, releaseNetworkIpam } from "./networks.ts";
 
 /**
- * Replays IPAM allocations, takes back the network creates a crash cut short (./journal.ts),
- * lets drivers restore their networks (which re-creates a missing bridge) and finishes
- * deletes a crash interrupted.
+ * Replays IPAM allocations, lets drivers restore their networks (which re-creates a missing
+ * bridge), finishes deletes a crash interrupted and takes back the network creates a crash
+ * cut short (./journal.ts).
  */
 export async function restore(ctx: ControllerContext): Promise<void> {
   const failed = (kind: ReconcileItem["kind"], name: string, what: string, err: unknown) => {
@@ -20,7 +20,6 @@ export async function restore(ctx: ControllerContext): Promise<void> {
     ctx.restoreFailures.push({ kind, name, reason });
     ctx.log(`restore: ${kind} ${name}: ${reason}`);
   };
-  await takeBackNetworkCreates(ctx, failed);
   for (const net of ctx.store.list("network")) {
     const driver = ctx.drivers.get(net.driver);
     if (!driver) {
@@ -59,6 +58,9 @@ export async function restore(ctx: ControllerContext): Promise<void> {
       failed("network", net.name, net.inDelete ? "finishing its removal" : "restoring it", err);
     }
   }
+  // after the stored networks are known again: the driver's rewrite of its rules then
+  // keeps them (isolation holds throughout)
+  await takeBackNetworkCreates(ctx, failed);
   const nets = networksById(ctx);
   for (const ep of ctx.store.list("endpoint")) {
     const net = nets.get(ep.networkId);
