@@ -322,3 +322,23 @@ Deno.test("Controller serializes 50 concurrent connects: 50 distinct addresses",
   );
   assert.equal(new Set(endpoints.map((e) => e.ipv4)).size, 50);
 });
+
+Deno.test("Controller.createNetwork() holds a library caller to the label and option limits", async () => {
+  const { ctl, runner, store } = fakeController();
+  const labels = Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`k${i}`, "v"]));
+  await rejects(
+    ctl.createNetwork({ name: "web", labels }),
+    "invalid",
+    /65 labels, the limit is 64/,
+  );
+  await rejects(
+    ctl.createNetwork({ name: "web", options: { k: "v".repeat(4097) } }),
+    "invalid",
+    /the value of option "k" is 4097 bytes, the limit is 4096/,
+  );
+  assert.equal(runner.calls.length, 0, "refused before any kernel work");
+  assert.equal(store.list("network").length, 0);
+  // exactly at the limits: accepted
+  const at = Object.fromEntries(Array.from({ length: 64 }, (_, i) => [`k${i}`, "v"]));
+  await ctl.createNetwork({ name: "web", labels: { ...at, k0: "v".repeat(4096) } });
+});

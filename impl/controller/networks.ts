@@ -8,6 +8,7 @@ import type { CreateNetworkRequest, IpamData, NetworkDriver } from "../driver_ap
 import type { UndoStack } from "../kernel/undo.ts";
 import { ConflictError, ForbiddenError, InvalidArgumentError } from "../model/errors.ts";
 import { parseIp, Prefix } from "../model/ip.ts";
+import { validateStringMap } from "../model/limits.ts";
 import { newId, validateName } from "../model/names.ts";
 import type { EndpointRecord, IpamConfig, NetworkRecord } from "../model/objects.ts";
 import { type ControllerContext, driverOf, findNetwork } from "./context.ts";
@@ -52,6 +53,8 @@ export async function createNetwork(
   undo: UndoStack,
 ): Promise<NetworkRecord> {
   validateName("network", opts.name);
+  validateStringMap("label", opts.labels ?? {});
+  validateStringMap("option", opts.options ?? {});
   const all = ctx.store.list("network");
   if (all.some((n) => n.name === opts.name)) {
     throw new ConflictError(`network with name ${opts.name} already exists`);

@@ -26,11 +26,19 @@
  * | `DELETE /services/{ref}/backends/{sb}`      | remove a backend             | 204            |
  *
  * Errors are `{ "message": string, "kind": ErrorKind }`.
+ *
+ * Limits: a request body is at most 1 MiB (413 beyond, read no further); a map of strings
+ * (network labels and options) has at most 64 entries, keys of at most 128 bytes and values
+ * of at most 4 KiB (UTF-8); names are at most 64 characters (`validateName`'s limit, checked
+ * here too, so a refusal quotes a long name only in part). All of it is checked before the
+ * controller is called: a refused request leaves nothing behind.
  * @module
  */
 import { z } from "zod";
 import type { Controller } from "../controller/controller.ts";
 import { CnmError, type ErrorKind } from "../model/errors.ts";
+import { mapProblem } from "../model/limits.ts";
+import { MAX_NAME, nameTooLong, quotedPreview } from "../model/names.ts";
 
 /** Facts about the daemon that `GET /info` reports. */
 export interface DaemonInfo {
@@ -49,9 +57,36 @@ export interface DaemonInfo {
 /** An HTTP request handler. */
 export type ApiHandler = (req: Request) => Promise<Response>;
 
+/** Largest request body accepted by default, in bytes (1 MiB). */
+export const MAX_BODY_BYTES = 1024 * 1024;
+/** Options of {@linkcode createApiHandler}. */
+export interface ApiOptions {
+  /** Largest request body accepted, in bytes; default {@linkcode MAX_BODY_BYTES}. */
+  maxBodyBytes?: number;
+}
+
+/** Marks an issue whose message is complete as it is (see {@linkcode describeIssue}). */
+const LIMIT = { limit: true };
+
+/** An object name: at most {@linkcode MAX_NAME} characters (the rest is `validateName`'s). */
+function objectName(kind: string) {
+  return z.string().check((ctx) => {
+    const message = nameTooLong(kind, ctx.value);
+    if (message) ctx.issues.push({ code: "custom", message, input: ctx.value, params: LIMIT });
+  });
+}
+
+/** A map of strings (`what`: "label", "option") within the limits of ../model/limits.ts. */
+function stringMap(what: string) {
+  return z.record(z.string(), z.string()).check((ctx) => {
+    const message = mapProblem(what, ctx.value);
+    if (message) ctx.issues.push({ code: "custom", message, input: ctx.value, params: LIMIT });
+  });
+}
+
 /** Body of `POST /networks` (the flags of `cnm network create`). */
 export const NetworkCreateBody = z.strictObject({
-  name: z.string(),
+  name: objectName("network"),
   driver: z.string().optional(),
   subnet: z.string().optional(),
   gateway: z.string().optional(),
@@ -60,15 +95,15 @@ export const NetworkCreateBody = z.strictObject({
   ipv6Subnet: z.string().optional(),
   ipv6Gateway: z.string().optional(),
   internal: z.boolean().optional(),
-  options: z.record(z.string(), z.string()).optional(),
-  labels: z.record(z.string(), z.string()).optional(),
+  options: stringMap("option").optional(),
+  labels: stringMap("label").optional(),
 });
 /** Body of `POST /networks`. */
 export type NetworkCreateBody = z.infer<typeof NetworkCreateBody>;
 
 /** Body of `POST /sandboxes`. */
 export const SandboxCreateBody = z.strictObject({
-  name: z.string(),
+  name: objectName("sandbox"),
   hostname: z.string().optional(),
 });
 /** Body of `POST /sandboxes`. */
@@ -79,7 +114,7 @@ export const ConnectBody = z.strictObject({
   sandbox: z.string(),
   ipv4: z.string().optional(),
   ipv6: z.string().optional(),
-  aliases: z.array(z.string()).optional(),
+  aliases: z.array(objectName("alias")).optional(),
   /** Ports to publish; no host port (or 0) = an ephemeral one, protocol tcp by default. */
   publish: z.array(z.strictObject({
     hostIp: z.string().optional(),
@@ -93,7 +128,7 @@ export type ConnectBody = z.infer<typeof ConnectBody>;
 
 /** Body of `POST /services` (the flags of `cnm service create`). */
 export const ServiceCreateBody = z.strictObject({
-  name: z.string(),
+  name: objectName("service"),
   network: z.string(),
   mode: z.string().optional(),
   ports: z.array(z.strictObject({ port: z.number(), protocol: z.string().optional() }))
@@ -171,6 +206,8 @@ function expectedName(expected: string): string {
       return `an ${expected}`;
     case "record":
       return "an object";
+    case "int":
+      return "an integer";
     default:
       return `a ${expected}`;
   }
@@ -195,6 +232,7 @@ function fieldName(path: PropertyKey[]): string {
 /** Turns the first zod issue into a one-line message naming the field. */
 function describeIssue(issue: z.core.$ZodIssue, body: unknown): string {
   const path = issue.path;
+  if (issue.code === "custom" && issue.params?.limit) return issue.message;
   if (issue.code === "unrecognized_keys") {
     const keys = issue.keys.map((k) => `"${fieldName([...path, k])}"`);
     return `unknown field${keys.length > 1 ? "s" : ""} ${keys.join(", ")} in the request body`;
@@ -212,13 +250,62 @@ function describeIssue(issue: z.core.$ZodIssue, body: unknown): string {
     : oneLine(issue.message);
 }
 
+/**
+ * Reads a body of at most `limit` bytes as UTF-8 text, chunk by chunk: a larger body is a 413
+ * as soon as its Content-Length says so or its bytes pass the limit, and is read no further.
+ */
+async function readText(req: Request, limit: number, action: string): Promise<string> {
+  const tooLarge = (size: string) =>
+    new HttpError(413, "invalid", `${action}: the request body is ${size}, the limit is ${limit}`);
+  const declared = req.headers.get("content-length")?.trim();
+  if (declared && /^\d+$/.test(declared) && Number(declared) > limit) {
+    throw tooLarge(`${declared} bytes`);
+  }
+  if (!req.body) return "";
+  const reader = req.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  try {
+    for (;;) {
+      let chunk: ReadableStreamReadResult<Uint8Array>;
+      try {
+        chunk = await reader.read();
+      } catch (err) {
+        const message = err instanceof Error ? err.message : String(err);
+        throw new HttpError(400, "invalid", oneLine(`${action}: cannot read the body: ${message}`));
+      }
+      if (chunk.done) break;
+      size += chunk.value.byteLength;
+      if (size > limit) {
+        await reader.cancel().catch(() => {});
+        throw tooLarge(`more than ${limit} bytes`);
+      }
+      chunks.push(chunk.value);
+    }
+  } finally {
+    reader.releaseLock();
+  }
+  const bytes = new Uint8Array(size);
+  let at = 0;
+  for (const c of chunks) {
+    bytes.set(c, at);
+    at += c.byteLength;
+  }
+  try {
+    return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    throw new HttpError(400, "invalid", "Invalid JSON body: the body is not UTF-8");
+  }
+}
+
 /** Reads and validates a JSON body; `action` names the object ("Cannot create network "x""). */
 async function readBody<T>(
   req: Request,
+  limit: number,
   schema: z.ZodType<T>,
   action: (raw: unknown) => string,
 ): Promise<T> {
-  const text = await req.text();
+  const text = await readText(req, limit, action(undefined));
   let raw: unknown;
   try {
     raw = JSON.parse(text);
@@ -237,10 +324,15 @@ async function readBody<T>(
   return parsed.data;
 }
 
-/** ` "name"` when the raw body has a string field `key`, else "". */
+/**
+ * ` "name"` when the raw body has a string field `key`, else "": escaped as JSON when it has
+ * odd characters (the message stays one line), a preview when it is long.
+ */
 function quoted(raw: unknown, key: string): string {
   const v = valueAt(raw, [key]);
-  return typeof v === "string" ? ` "${v}"` : "";
+  if (typeof v !== "string") return "";
+  if (v.length > MAX_NAME) return ` ${quotedPreview(v)}`;
+  return /^[\x21-\x7e]*$/.test(v) ? ` "${v}"` : ` ${JSON.stringify(v)}`;
 }
 
 type Params = string[];
@@ -272,7 +364,12 @@ function matchRoute(routes: Route[], segments: string[]): { route: Route; params
  * Creates the API handler for a controller. The controller serializes mutations, so the
  * handler may be called concurrently.
  */
-export function createApiHandler(controller: Controller, info: DaemonInfo): ApiHandler {
+export function createApiHandler(
+  controller: Controller,
+  info: DaemonInfo,
+  options: ApiOptions = {},
+): ApiHandler {
+  const limit = options.maxBodyBytes ?? MAX_BODY_BYTES;
   const routes: Route[] = [
     {
       pattern: ["info"],
@@ -294,6 +391,7 @@ export function createApiHandler(controller: Controller, info: DaemonInfo): ApiH
         POST: async (req) => {
           const body = await readBody(
             req,
+            limit,
             NetworkCreateBody,
             (raw) => `Cannot create network${quoted(raw, "name")}`,
           );
@@ -318,6 +416,7 @@ export function createApiHandler(controller: Controller, info: DaemonInfo): ApiH
         POST: async (req, [ref]) => {
           const body = await readBody(
             req,
+            limit,
             ConnectBody,
             (raw) => `Cannot connect sandbox${quoted(raw, "sandbox")} to network "${ref}"`,
           );
@@ -343,6 +442,7 @@ export function createApiHandler(controller: Controller, info: DaemonInfo): ApiH
         POST: async (req) => {
           const body = await readBody(
             req,
+            limit,
             SandboxCreateBody,
             (raw) => `Cannot create sandbox${quoted(raw, "name")}`,
           );
@@ -368,6 +468,7 @@ export function createApiHandler(controller: Controller, info: DaemonInfo): ApiH
         POST: async (req) => {
           const body = await readBody(
             req,
+            limit,
             ServiceCreateBody,
             (raw) => `Cannot create service${quoted(raw, "name")}`,
           );
@@ -391,6 +492,7 @@ export function createApiHandler(controller: Controller, info: DaemonInfo): ApiH
         POST: async (req, [ref]) => {
           const body = await readBody(
             req,
+            limit,
             BackendBody,
             (raw) => `Cannot add sandbox${quoted(raw, "sandbox")} to service "${ref}"`,
           );
@@ -442,7 +544,7 @@ export function createApiHandler(controller: Controller, info: DaemonInfo): ApiH
 /** The JSON error response of any thrown value. */
 export function errorResponse(err: unknown): Response {
   if (err instanceof HttpError) {
-    return json(err.status, { message: err.message, kind: err.kind });
+    return json(err.status, { message: oneLine(err.message), kind: err.kind });
   }
   if (err instanceof CnmError) {
     return json(statusOfKind(err.kind), { message: oneLine(err.message), kind: err.kind });

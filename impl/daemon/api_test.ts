@@ -2,7 +2,14 @@ import assert from "node:assert/strict";
 import { fakeController } from "../../testing/fake_controller.ts";
 import type { NetworkDriver } from "../driver_api/mod.ts";
 import { UnsupportedError } from "../model/errors.ts";
-import { createApiHandler, type DaemonInfo, errorResponse, statusOfKind } from "./api.ts";
+import {
+  type ApiOptions,
+  createApiHandler,
+  type DaemonInfo,
+  errorResponse,
+  MAX_BODY_BYTES,
+  statusOfKind,
+} from "./api.ts";
 
 /** A driver whose every network creation is refused as unsupported (for the 501 mapping). */
 function unsupportedDriver(): NetworkDriver {
@@ -26,7 +33,7 @@ function unsupportedDriver(): NetworkDriver {
  * `ip link show dev BRIDGE`, which says "no such device" (so new bridges are not "taken");
  * `failing` makes matching commands fail as the kernel would.
  */
-function fakeApi(failing?: (argv: string[]) => boolean) {
+function fakeApi(failing?: (argv: string[]) => boolean, options?: ApiOptions) {
   const { ctl: controller, runner } = fakeController({
     respond: (cmd) =>
       failing?.(cmd.argv)
@@ -35,7 +42,7 @@ function fakeApi(failing?: (argv: string[]) => boolean) {
     extraDrivers: [unsupportedDriver()],
   });
   const info: DaemonInfo = { version: "9.9.9", hostNetns: "h", prefix: "t", pid: 4242 };
-  const handler = createApiHandler(controller, info);
+  const handler = createApiHandler(controller, info, options);
   async function call(method: string, path: string, body?: unknown, raw?: string) {
     const res = await handler(
       new Request(`http://cnm${path}`, {
@@ -49,7 +56,7 @@ function fakeApi(failing?: (argv: string[]) => boolean) {
     const json: any = text ? JSON.parse(text) : undefined;
     return { status: res.status, json, headers: res.headers };
   }
-  return { controller, runner, call };
+  return { controller, runner, call, handler };
 }
 
 Deno.test("api: GET /info reports the daemon's facts and drivers", async () => {
@@ -93,7 +100,7 @@ Deno.test("api: happy paths", async (t) => {
     const r = await call("POST", "/sandboxes", { name: "a", hostname: "alpha" });
     assert.equal(r.status, 201);
     assert.equal(r.json.hostname, "alpha");
-    assert.match(r.json.netnsName, /^t-[0-9a-f]{12}$/);
+    assert.match(r.json.netnsName, /^t-[0-9a-f]{8}-[0-9a-f]{12}$/);
   });
   await t.step("POST /networks/{ref}/endpoints connects (201)", async () => {
     const r = await call("POST", "/networks/web/endpoints", {
@@ -320,4 +327,247 @@ Deno.test("api: concurrent connects get distinct addresses", async () => {
   );
   assert.deepEqual(results.map((r) => r.status), names.map(() => 201));
   assert.equal(new Set(results.map((r) => r.json.ipv4)).size, names.length);
+});
+
+/** A JSON body padded with trailing spaces (still valid JSON) to exactly `size` bytes. */
+function padded(body: unknown, size: number): string {
+  const text = JSON.stringify(body);
+  return text + " ".repeat(size - new TextEncoder().encode(text).length);
+}
+
+/**
+ * A lazy body of `total` bytes in 64 KiB chunks of spaces; `pulled()` says how many bytes
+ * the reader took, so a test sees the body was not read whole.
+ */
+function lazyBody(total: number) {
+  const chunk = new Uint8Array(64 * 1024).fill(0x20);
+  let sent = 0;
+  const stream = new ReadableStream<Uint8Array>({
+    pull(ctl) {
+      if (sent >= total) return ctl.close();
+      const n = Math.min(chunk.length, total - sent);
+      sent += n;
+      ctl.enqueue(chunk.subarray(0, n));
+    },
+  }, { highWaterMark: 0 });
+  return { stream, pulled: () => sent };
+}
+
+Deno.test("api: request bodies over the limit are 413, read no further", async (t) => {
+  const { call, runner, handler } = fakeApi();
+  const post = (path: string, body: BodyInit, headers: Record<string, string> = {}) =>
+    handler(
+      new Request(`http://cnm${path}`, {
+        method: "POST",
+        body,
+        headers: { "content-type": "application/json", ...headers },
+      }),
+    );
+  await t.step("a body of exactly 1 MiB is read", async () => {
+    const r = await call("POST", "/sandboxes", undefined, padded({ name: "big" }, MAX_BODY_BYTES));
+    assert.equal(r.status, 201, JSON.stringify(r.json));
+  });
+  const before = runner.calls.length;
+  await t.step("one byte more is a 413 in the API's error shape", async () => {
+    const r = await call(
+      "POST",
+      "/sandboxes",
+      undefined,
+      padded({ name: "bigger" }, MAX_BODY_BYTES + 1),
+    );
+    assert.equal(r.status, 413);
+    assert.deepEqual(r.json, {
+      message:
+        "Cannot create sandbox: the request body is more than 1048576 bytes, the limit is 1048576",
+      kind: "invalid",
+    });
+  });
+  await t.step("a 60 MB body is refused after the limit, not buffered whole", async () => {
+    const body = lazyBody(60 * 1024 * 1024);
+    const res = await post("/networks", body.stream);
+    assert.equal(res.status, 413);
+    assert.match((await res.json()).message, /^Cannot create network: the request body is more/);
+    assert.ok(body.pulled() <= MAX_BODY_BYTES + 64 * 1024, `read ${body.pulled()} bytes`);
+  });
+  await t.step("a too-large Content-Length is refused at once, the body unread", async () => {
+    const req = new Request("http://cnm/networks", {
+      method: "POST",
+      body: JSON.stringify({ name: "x" }),
+      headers: { "content-length": "62914560" },
+    });
+    const res = await handler(req);
+    assert.equal(res.status, 413);
+    assert.deepEqual(await res.json(), {
+      message: "Cannot create network: the request body is 62914560 bytes, the limit is 1048576",
+      kind: "invalid",
+    });
+    assert.equal(req.bodyUsed, false);
+    const huge = await post("/sandboxes", "{}", { "content-length": "9".repeat(30) });
+    assert.equal(huge.status, 413);
+  });
+  await t.step("a Content-Length that lies low does not lift the limit", async () => {
+    const res = await post(
+      "/sandboxes",
+      padded({ name: "liar" }, MAX_BODY_BYTES + 10),
+      { "content-length": "10" },
+    );
+    assert.equal(res.status, 413);
+  });
+  await t.step("every route that reads a body has the limit", async () => {
+    for (
+      const path of [
+        "/networks",
+        "/networks/n/endpoints",
+        "/sandboxes",
+        "/services",
+        "/services/s/backends",
+      ]
+    ) {
+      const res = await post(path, lazyBody(2 * MAX_BODY_BYTES).stream);
+      assert.equal(res.status, 413, path);
+      assert.match((await res.json()).message, /^Cannot .*: the request body is more than/);
+    }
+  });
+  await t.step("nothing of a refused body reached the kernel", () => {
+    assert.equal(runner.calls.length, before);
+  });
+  await t.step("createApiHandler's maxBodyBytes sets another limit", async () => {
+    const small = fakeApi(undefined, { maxBodyBytes: 100 });
+    assert.equal(
+      (await small.call("POST", "/sandboxes", undefined, padded({ name: "a" }, 100)))
+        .status,
+      201,
+    );
+    const r = await small.call("POST", "/sandboxes", undefined, padded({ name: "b" }, 101));
+    assert.equal(r.status, 413);
+    assert.match(r.json.message, /, the limit is 100$/);
+  });
+});
+
+Deno.test("api: limits of labels, options and names", async (t) => {
+  const { call, runner } = fakeApi();
+  const entries = (n: number) =>
+    Object.fromEntries(Array.from({ length: n }, (_, i) => [`k${i}`, "v"]));
+  const refused = async (path: string, body: unknown, message: string) => {
+    const calls = runner.calls.length;
+    const r = await call("POST", path, body);
+    assert.equal(r.status, 400, JSON.stringify(r.json));
+    assert.deepEqual(r.json, { message, kind: "invalid" });
+    assert.equal(runner.calls.length, calls, "nothing reached the kernel");
+  };
+  await t.step("64 labels are accepted, 65 are not", async () => {
+    const ok = await call("POST", "/networks", { name: "l64", labels: entries(64) });
+    assert.equal(ok.status, 201, JSON.stringify(ok.json));
+    assert.equal(Object.keys(ok.json.labels).length, 64);
+    await refused(
+      "/networks",
+      { name: "l65", labels: entries(65) },
+      'Cannot create network "l65": 65 labels, the limit is 64',
+    );
+  });
+  await t.step("a label key of 128 bytes is accepted, 129 bytes (UTF-8) is not", async () => {
+    const ok = await call("POST", "/networks", {
+      name: "k128",
+      labels: { ["k".repeat(128)]: "v" },
+    });
+    assert.equal(ok.status, 201, JSON.stringify(ok.json));
+    // 65 characters, 129 bytes: the limit counts bytes
+    await refused(
+      "/networks",
+      { name: "k129", labels: { ["é".repeat(64) + "k"]: "v" } },
+      `Cannot create network "k129": label key "${
+        "é".repeat(20)
+      }..." is 129 bytes, the limit is 128`,
+    );
+  });
+  await t.step("a label value of 4 KiB is accepted, one byte more is not", async () => {
+    const ok = await call("POST", "/networks", { name: "v4k", labels: { a: "v".repeat(4096) } });
+    assert.equal(ok.status, 201, JSON.stringify(ok.json));
+    await refused(
+      "/networks",
+      { name: "v4k1", labels: { a: "€".repeat(1365) + "vv" } },
+      'Cannot create network "v4k1": the value of label "a" is 4097 bytes, the limit is 4096',
+    );
+  });
+  await t.step("options have the same limits", async () => {
+    // at the limits the options pass the API and reach the driver, which names the first
+    const atLimit = await call("POST", "/networks", {
+      name: "o64",
+      options: { ...entries(63), ["o".repeat(128)]: "v".repeat(4096) },
+    });
+    assert.equal(atLimit.status, 400);
+    assert.match(atLimit.json.message, /^Cannot create network "o64": unknown option "k0"/);
+    await refused(
+      "/networks",
+      { name: "o65", options: entries(65) },
+      'Cannot create network "o65": 65 options, the limit is 64',
+    );
+    await refused(
+      "/networks",
+      { name: "o129", options: { ["o".repeat(129)]: "v" } },
+      'Cannot create network "o129": option key "oooooooooooooooooooo..." is 129 bytes, the limit is 128',
+    );
+    await refused(
+      "/networks",
+      { name: "o4k", options: { "com.docker.network.bridge.name": "v".repeat(4097) } },
+      'Cannot create network "o4k": the value of option "com.docker.network.bridge.name" is 4097 bytes, the limit is 4096',
+    );
+  });
+  const n64 = "n".repeat(64);
+  const n65 = "n".repeat(65);
+  const long = `"${"n".repeat(20)}..."`;
+  await t.step("names of 64 characters are accepted, 65 are not", async () => {
+    assert.equal((await call("POST", "/networks", { name: n64 })).status, 201);
+    await refused(
+      "/networks",
+      { name: n65 },
+      `Cannot create network ${long}: Invalid network name ${long}: longer than 64 characters (65)`,
+    );
+    assert.equal((await call("POST", "/sandboxes", { name: n64 })).status, 201);
+    await refused(
+      "/sandboxes",
+      { name: n65 },
+      `Cannot create sandbox ${long}: Invalid sandbox name ${long}: longer than 64 characters (65)`,
+    );
+    assert.equal(
+      (await call("POST", "/services", { name: "s".repeat(64), network: n64 })).status,
+      201,
+    );
+    await refused(
+      "/services",
+      { name: n65, network: n64 },
+      `Cannot create service ${long}: Invalid service name ${long}: longer than 64 characters (65)`,
+    );
+    await refused(
+      `/networks/${n64}/endpoints`,
+      { sandbox: n64, aliases: ["a", n65] },
+      `Cannot connect sandbox "${n64}" to network "${n64}": Invalid alias name ${long}: longer than 64 characters (65)`,
+    );
+    const ok = await call("POST", `/networks/${n64}/endpoints`, {
+      sandbox: n64,
+      aliases: ["a" + n64.slice(1)],
+    });
+    assert.equal(ok.status, 201, JSON.stringify(ok.json));
+  });
+  await t.step("a refusal quotes a huge name only in part", async () => {
+    const r = await call("POST", "/networks", { name: "x".repeat(500_000) });
+    assert.equal(r.status, 400);
+    assert.ok(r.json.message.length < 200, r.json.message);
+    assert.match(r.json.message, /longer than 64 characters \(500000\)$/);
+  });
+});
+
+Deno.test("api: a refusal is one line whatever the name holds (found by api_fuzz_test.ts)", async () => {
+  const { call } = fakeApi();
+  const r = await call("POST", "/networks", { name: "a\nb", labels: { a: "v".repeat(4097) } });
+  assert.equal(r.status, 400);
+  assert.equal(
+    r.json.message,
+    'Cannot create network "a\\nb": the value of label "a" is 4097 bytes, the limit is 4096',
+  );
+  const s = await call("POST", "/sandboxes", { name: 'x"\ty', hostName: "h" });
+  assert.equal(
+    s.json.message,
+    'Cannot create sandbox "x\\"\\ty": unknown field "hostName" in the request body',
+  );
 });

@@ -4,5 +4,6 @@
  */
 export * from "./errors.ts";
 export * from "./ip.ts";
+export * from "./limits.ts";
 export * from "./names.ts";
 export type * from "./objects.ts";

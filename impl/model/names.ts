@@ -11,16 +11,27 @@ export const MAX_NAME = 64;
 /** Linux interface names: at most 15 bytes (IFNAMSIZ - 1), no `/`, `:` or whitespace. */
 export const IFNAME_RE = /^[a-zA-Z0-9_.-]{1,15}$/;
 
+/** A short quoted preview of a user-given string for messages: its first 20 characters. */
+export function quotedPreview(s: string): string {
+  const head = Array.from(s.slice(0, 40)).slice(0, 20).join("");
+  return JSON.stringify(head.length < s.length ? head + "..." : s);
+}
+
+/** The message of a name longer than {@linkcode MAX_NAME}, or undefined when it is not. */
+export function nameTooLong(kind: string, name: string): string | undefined {
+  if (name.length <= MAX_NAME) return undefined;
+  return `Invalid ${kind} name ${
+    quotedPreview(name)
+  }: longer than ${MAX_NAME} characters (${name.length})`;
+}
+
 /** Throws a one-line InvalidArgumentError when `name` is not a valid object name. */
 export function validateName(kind: string, name: unknown): asserts name is string {
   if (typeof name !== "string" || name === "") {
     throw new InvalidArgumentError(`Invalid ${kind} name: the name is empty`);
   }
-  if (name.length > MAX_NAME) {
-    throw new InvalidArgumentError(
-      `Invalid ${kind} name "${name.slice(0, 20)}...": longer than ${MAX_NAME} characters`,
-    );
-  }
+  const tooLong = nameTooLong(kind, name);
+  if (tooLong) throw new InvalidArgumentError(tooLong);
   if (!NAME_RE.test(name)) {
     throw new InvalidArgumentError(
       `Invalid ${kind} name ${JSON.stringify(name)}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed`,
