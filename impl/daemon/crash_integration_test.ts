@@ -9,14 +9,15 @@
  * through the API, the host namespace is empty). Real daemons, throwaway namespaces.
  */
 import assert from "node:assert/strict";
+import { hostResidue, isRoot, removeNetnsByPrefix, testPrefix } from "../../testing/mod.ts";
 import {
-  hostResidue,
-  isRoot,
-  listNetns,
-  must,
-  removeNetnsByPrefix,
-  testPrefix,
-} from "../../testing/mod.ts";
+  type Api,
+  checkAgrees,
+  connected,
+  removeAll,
+  type State,
+  state,
+} from "../../testing/consistency.ts";
 import { DaemonProcess, denoRun, UnixApi, until } from "../../testing/daemon_process.ts";
 
 const CRASH = denoRun("testing/crash_daemon.ts");
@@ -32,35 +33,8 @@ interface Operation {
   expect: "done" | "undone";
 }
 
-type Api = (method: string, path: string, body?: unknown) => Promise<any>;
-
-interface State {
-  networks: { id: string; name: string; driver: string; options: Record<string, string> }[];
-  sandboxes: {
-    name: string;
-    netnsName: string;
-    endpointDetails: {
-      networkId: string;
-      ifname?: string;
-      ipv4?: string;
-      published?: { hostPort: number }[];
-      driverData: Record<string, string>;
-    }[];
-  }[];
-}
-
-const connected = (s: State, sb: string, net: string) => {
-  const n = s.networks.find((x) => x.name === net);
-  return !!n && !!s.sandboxes.find((x) => x.name === sb)?.endpointDetails
-    .some((e) => e.networkId === n.id);
-};
-
 /** A bridge the user names: reconcile's sweep of stray veths leaves its ports alone. */
 const NAMED = { "com.docker.network.bridge.name": "cnmcrash0" };
-
-/** The bridge of a network. */
-const bridgeOf = (n: State["networks"][number]) =>
-  n.options["com.docker.network.bridge.name"] ?? `br-${n.id.slice(0, 12)}`;
 
 const OPERATIONS: Operation[] = [
   {
@@ -127,63 +101,6 @@ const OPERATIONS: Operation[] = [
   },
 ];
 
-/** The store as the daemon reports it. */
-async function state(api: Api): Promise<State> {
-  const networks = await api("GET", "/networks");
-  const list = await api("GET", "/sandboxes") as { name: string }[];
-  const sandboxes = [];
-  for (const s of list) sandboxes.push(await api("GET", `/sandboxes/${s.name}`));
-  return { networks, sandboxes };
-}
-
-/**
- * Store = kernel: each endpoint's interface is in its sandbox with its address, its veth
- * on its bridge; nothing in the host or a sandbox that no record owns; no shared address.
- */
-async function checkAgrees(s: State, host: string, prefix: string): Promise<void> {
-  const addresses = s.sandboxes.flatMap((x) => x.endpointDetails.map((e) => e.ipv4))
-    .filter(Boolean);
-  assert.equal(new Set(addresses).size, addresses.length, `duplicate address: ${addresses}`);
-  const hostLinks = JSON.parse(await must(["ip", "-n", host, "-j", "link", "show"])) as {
-    ifname: string;
-    master?: string;
-  }[];
-  const expected = new Set(["lo"]);
-  for (const n of s.networks) if (n.driver === "bridge") expected.add(bridgeOf(n));
-  for (const sb of s.sandboxes) {
-    const links = JSON.parse(await must(["ip", "-n", sb.netnsName, "-j", "addr", "show"])) as {
-      ifname: string;
-      addr_info: { local: string; prefixlen: number }[];
-    }[];
-    const mine = new Set(["lo"]);
-    for (const ep of sb.endpointDetails) {
-      mine.add(ep.ifname!);
-      const link = links.find((l) => l.ifname === ep.ifname);
-      assert.ok(link, `${sb.name}: ${ep.ifname} is in the kernel`);
-      const addrs = link.addr_info.map((a) => `${a.local}/${a.prefixlen}`);
-      assert.ok(addrs.includes(ep.ipv4!), `${sb.name}: ${ep.ifname} has ${ep.ipv4}`);
-      const hostIf = ep.driverData.hostIf;
-      expected.add(hostIf);
-      const net = s.networks.find((n) => n.id === ep.networkId)!;
-      assert.equal(
-        hostLinks.find((l) => l.ifname === hostIf)?.master,
-        bridgeOf(net),
-        `${sb.name}: ${hostIf} is on its bridge`,
-      );
-    }
-    assert.deepEqual(links.map((l) => l.ifname).sort(), [...mine].sort(), `${sb.name}'s links`);
-  }
-  assert.deepEqual(hostLinks.map((l) => l.ifname).sort(), [...expected].sort(), "host links");
-  // a published port's rules exist exactly when a stored endpoint publishes it
-  const published = s.sandboxes.some((x) =>
-    x.endpointDetails.some((e) => e.published?.some((p) => p.hostPort === 18080))
-  );
-  const ruleset = await must(["ip", "netns", "exec", host, "nft", "list", "ruleset"]);
-  assert.equal(/dport 18080\b/.test(ruleset), published, `port 18080's rules:\n${ruleset}`);
-  const netns = (await listNetns()).filter((n) => n.startsWith(prefix)).sort();
-  assert.deepEqual(netns, [host, ...s.sandboxes.map((x) => x.netnsName)].sort(), "namespaces");
-}
-
 /** The dry run's commands that are batches (`ip -batch -`, `nft -f -`): cut in the middle. */
 async function batchCommands(tmp: string): Promise<Set<number>> {
   const trace = await Deno.readTextFile(`${tmp}/dry-before/trace`);
@@ -195,12 +112,6 @@ async function batchCommands(tmp: string): Promise<Set<number>> {
     }
   }
   return out;
-}
-
-/** Removes every sandbox and network through the API. */
-async function removeAll(api: Api): Promise<void> {
-  for (const s of await api("GET", "/sandboxes")) await api("DELETE", `/sandboxes/${s.name}`);
-  for (const n of await api("GET", "/networks")) await api("DELETE", `/networks/${n.name}`);
 }
 
 Deno.test({
