@@ -1,97 +1,143 @@
 /**
- * A tiny authoritative DNS stub for the probe tests (no dependencies): serves the records
- * given as arguments over UDP and TCP and answers NXDOMAIN to anything else.
+ * A tiny authoritative DNS stub for the probe tests: serves the records given as arguments
+ * over UDP and TCP and answers NXDOMAIN to anything else.
  *
  * `deno run --unstable-net --allow-net dns_stub.ts LISTEN_IP PORT NAME=A_ADDR... PTR:NAME=TARGET...`
+ *
+ * Messages are decoded and encoded with dns-packet, named by its npm specifier since the
+ * harness runs the stub with `--no-config`. A message shorter than a header, or a response,
+ * is dropped; one that does not decode, or has other than one question, gets FORMERR; an
+ * opcode other than QUERY gets NOTIMP (issue 14: a 5-byte datagram made the old hand parser
+ * loop forever). TCP carries several framed queries per connection; an idle one is closed.
  * @module
  */
+// deno-lint-ignore-file no-import-prefix -- the harness runs the stub with --no-config
+import { Buffer } from "node:buffer";
+// @ts-types="npm:@types/dns-packet@5.6.5"
+import dnsPacket from "npm:dns-packet@5.6.1";
 
-type Rec = { type: number; data: Uint8Array };
+/** A record the stub serves. */
+export type StubRecord = { type: "A" | "PTR"; data: string };
 
-function encodeName(name: string): Uint8Array {
-  const out: number[] = [];
-  for (const label of name.replace(/\.$/, "").split(".").filter(Boolean)) {
-    out.push(label.length, ...new TextEncoder().encode(label));
+const RCODE_FORMERR = 1;
+const RCODE_NXDOMAIN = 3;
+const RCODE_NOTIMP = 4;
+const TTL = 600;
+const TCP_IDLE_MS = 10_000;
+
+/** Parses the `NAME=A_ADDR` and `PTR:NAME=TARGET` arguments. */
+export function parseRecords(args: string[]): Map<string, StubRecord[]> {
+  const records = new Map<string, StubRecord[]>();
+  for (const arg of args) {
+    const [lhs, value] = arg.split("=");
+    const isPtr = lhs.startsWith("PTR:");
+    const name = (isPtr ? lhs.slice(4) : lhs).toLowerCase().replace(/\.$/, "");
+    const rec: StubRecord = { type: isPtr ? "PTR" : "A", data: value.replace(/\.$/, "") };
+    records.set(name, [...(records.get(name) ?? []), rec]);
   }
-  out.push(0);
-  return new Uint8Array(out);
+  return records;
 }
 
-const records = new Map<string, Rec[]>();
-for (const arg of Deno.args.slice(2)) {
-  const [lhs, value] = arg.split("=");
-  const isPtr = lhs.startsWith("PTR:");
-  const name = (isPtr ? lhs.slice(4) : lhs).toLowerCase().replace(/\.$/, "");
-  const rec: Rec = isPtr
-    ? { type: 12, data: encodeName(value) }
-    : { type: 1, data: new Uint8Array(value.split(".").map(Number)) };
-  records.set(name, [...(records.get(name) ?? []), rec]);
+/** A header-only reply with `rcode`: the query's ID, opcode and RD, QR set. */
+function rcodeOnly(msg: Uint8Array, rcode: number): Uint8Array {
+  return new Uint8Array(dnsPacket.encode({
+    type: "response",
+    id: (msg[0] << 8) | msg[1],
+    flags: ((msg[2] & 0x79) << 8) | rcode,
+  }));
 }
 
-function answer(query: Uint8Array): Uint8Array {
-  let at = 12;
-  const labels: string[] = [];
-  while (query[at] !== 0) {
-    labels.push(new TextDecoder().decode(query.subarray(at + 1, at + 1 + query[at])));
-    at += query[at] + 1;
-  }
-  at += 1;
-  const qtype = (query[at] << 8) | query[at + 1];
-  const questionEnd = at + 4;
-  const name = labels.join(".").toLowerCase();
-  const known = records.get(name);
-  const matching = (known ?? []).filter((r) => r.type === qtype);
-  const rcode = known ? 0 : 3;
-  const out: number[] = [
-    query[0],
-    query[1],
-    0x84 | (query[2] & 0x01), // QR, AA, RD copied
-    0x80 | rcode, // RA
-    0,
-    1,
-    0,
-    matching.length,
-    0,
-    0,
-    0,
-    0,
-    ...query.subarray(12, questionEnd),
-  ];
-  for (const r of matching) {
-    out.push(0xc0, 0x0c, 0, r.type, 0, 1, 0, 0, 0x02, 0x58, 0, r.data.length, ...r.data);
-  }
-  return new Uint8Array(out);
-}
-
-const [ip, portText] = Deno.args;
-const port = Number(portText);
-const udp = Deno.listenDatagram({ hostname: ip, port, transport: "udp" });
-const tcp = Deno.listen({ hostname: ip, port });
-
-(async () => {
-  for await (const conn of tcp) {
-    (async () => {
-      try {
-        const buf = new Uint8Array(4096);
-        let len = 0;
-        while (len < 2 || len < 2 + ((buf[0] << 8) | buf[1])) {
-          const n = await conn.read(buf.subarray(len));
-          if (n === null) return;
-          len += n;
-        }
-        const reply = answer(buf.subarray(2, 2 + ((buf[0] << 8) | buf[1])));
-        await conn.write(new Uint8Array([reply.length >> 8, reply.length & 0xff, ...reply]));
-      } catch {
-        /* client went away */
-      } finally {
-        conn.close();
-      }
-    })();
-  }
-})();
-
-for await (const [data, addr] of udp) {
+/** The reply to one message, or null to stay silent. Never throws. */
+export function answer(msg: Uint8Array, records: Map<string, StubRecord[]>): Uint8Array | null {
+  if (msg.length < 12 || msg[2] & 0x80) return null; // a runt or a response: no loops
+  if ((msg[2] & 0x78) !== 0) return rcodeOnly(msg, RCODE_NOTIMP);
   try {
-    await udp.send(answer(data), addr);
-  } catch { /* ignore malformed */ }
+    const q = dnsPacket.decode(Buffer.from(msg));
+    const question = q.questions?.length === 1 ? q.questions[0] : undefined;
+    // a label dns-packet cannot give back byte for byte (not ASCII) is refused too
+    if (!question || !/^[\x20-\x7e]+$/.test(question.name)) {
+      return rcodeOnly(msg, RCODE_FORMERR);
+    }
+    const known = records.get(question.name.toLowerCase().replace(/\.$/, ""));
+    const answers = (known ?? []).filter((r) => r.type === question.type).map((r) => ({
+      type: r.type,
+      name: question.name,
+      ttl: TTL,
+      data: r.data,
+    }));
+    return new Uint8Array(dnsPacket.encode({
+      type: "response",
+      id: q.id,
+      // AA, RD copied, RA
+      flags: dnsPacket.AUTHORITATIVE_ANSWER | (msg[2] & 0x01) << 8 |
+        dnsPacket.RECURSION_AVAILABLE | (known ? 0 : RCODE_NXDOMAIN),
+      questions: [question],
+      answers,
+    }));
+  } catch {
+    return rcodeOnly(msg, RCODE_FORMERR);
+  }
+}
+
+async function writeAll(conn: Deno.Conn, data: Uint8Array): Promise<void> {
+  for (let at = 0; at < data.length;) at += await conn.write(data.subarray(at));
+}
+
+/** Serves one TCP connection: 2-byte length framing, queries in turn, closed when idle. */
+async function serveTcp(conn: Deno.Conn, records: Map<string, StubRecord[]>): Promise<void> {
+  const buf = new Uint8Array(2 + 65535);
+  let have = 0;
+  let timer = setTimeout(() => conn.close(), TCP_IDLE_MS);
+  try {
+    for (;;) {
+      while (have >= 2 && have >= 2 + ((buf[0] << 8) | buf[1])) {
+        const len = (buf[0] << 8) | buf[1];
+        const reply = answer(buf.slice(2, 2 + len), records);
+        buf.copyWithin(0, 2 + len, have);
+        have -= 2 + len;
+        if (reply) {
+          await writeAll(conn, new Uint8Array([reply.length >> 8, reply.length & 0xff, ...reply]));
+        }
+      }
+      const n = await conn.read(buf.subarray(have));
+      if (n === null) return;
+      have += n;
+      clearTimeout(timer);
+      timer = setTimeout(() => conn.close(), TCP_IDLE_MS);
+    }
+  } catch {
+    /* client went away, or idle */
+  } finally {
+    clearTimeout(timer);
+    try {
+      conn.close();
+    } catch { /* closed */ }
+  }
+}
+
+if (import.meta.main) {
+  const [ip, portText, ...rest] = Deno.args;
+  const port = Number(portText);
+  const records = parseRecords(rest);
+  const udp = Deno.listenDatagram({ hostname: ip, port, transport: "udp" });
+  const tcp = Deno.listen({ hostname: ip, port });
+
+  (async () => {
+    for (;;) {
+      try {
+        serveTcp(await tcp.accept(), records);
+      } catch {
+        await new Promise((r) => setTimeout(r, 10)); // a failed accept: go on
+      }
+    }
+  })();
+
+  const buf = new Uint8Array(65536);
+  for (;;) {
+    try {
+      const [data, addr] = await udp.receive(buf);
+      const reply = answer(data, records);
+      if (reply) await udp.send(reply, addr);
+    } catch { /* a failed receive or send: go on */ }
+  }
 }

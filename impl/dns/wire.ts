@@ -99,7 +99,7 @@ function skipName(msg: Uint8Array, at: number): number {
     if ((l & 0xc0) === 0xc0) return at + 2 <= msg.length ? at + 2 : -1;
     if (l & 0xc0) return -1;
     len += l + 1;
-    if (len > 255) return -1;
+    if (len > 254) return -1; // longer than 255 bytes with the root label
     at += l + 1;
   }
   return -1;
@@ -139,7 +139,8 @@ export function parseQuery(msg: Uint8Array): ParsedQuery | ParseFailure {
     }
     if (l & 0xc0) return FORMERR; // pointer or extended label type in a lone question
     const end = at + 1 + l;
-    if (end > len || n + l + 1 > 255) return FORMERR;
+    // at most 255 bytes with the root label (miekg/dns's budget; issue 14)
+    if (end > len || end - 12 > 254) return FORMERR;
     if (n > 0) nameCodes[n++] = 46;
     for (let i = at + 1; i < end; i++) {
       let c = msg[i];
