@@ -137,7 +137,17 @@ class Daemon {
   readonly #drained: Promise<void>;
   constructor(args: string[]) {
     this.child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", "--unstable-net", "--config", CONFIG, MAIN, "daemon", ...args],
+      args: [
+        "run",
+        "-A",
+        "--unstable-net",
+        "--v8-flags=--max-semi-space-size=1",
+        "--config",
+        CONFIG,
+        MAIN,
+        "daemon",
+        ...args,
+      ],
       stdin: "null",
       stdout: "null",
       stderr: "piped",

@@ -10,7 +10,15 @@ const ROOT = ROOT_URL.pathname;
 const CONFIG = new URL("deno.json", ROOT_URL).pathname;
 /** `deno run` arguments for a script of this repository (a path from its root). */
 export function denoRun(script: string): string[] {
-  return ["run", "-A", "--unstable-net", "--config", CONFIG, new URL(script, ROOT_URL).pathname];
+  return [
+    "run",
+    "-A",
+    "--unstable-net",
+    "--v8-flags=--max-semi-space-size=1",
+    "--config",
+    CONFIG,
+    new URL(script, ROOT_URL).pathname,
+  ];
 }
 /** `deno run ... impl/cli/main.ts`: the cnm CLI. */
 export const CNM = denoRun("impl/cli/main.ts");
