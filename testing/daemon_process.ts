@@ -5,6 +5,8 @@
  * @module
  */
 
+import { removeDeadBatchFiles } from "../impl/kernel/runner.ts";
+
 const ROOT_URL = new URL("../", import.meta.url);
 const ROOT = ROOT_URL.pathname;
 const CONFIG = new URL("deno.json", ROOT_URL).pathname;
@@ -136,7 +138,10 @@ export class DaemonProcess {
     return status;
   }
 
-  /** SIGKILLs it if it still runs, and waits. */
+  /**
+   * SIGKILLs it if it still runs, and waits; removes the batch file a command it was
+   * running may have left (a kill -9 skips the daemon's own clean-up).
+   */
   async kill(): Promise<void> {
     if (!this.exited) {
       try {
@@ -144,6 +149,7 @@ export class DaemonProcess {
       } catch { /* already gone */ }
     }
     await this.wait();
+    await removeDeadBatchFiles(this.child.pid);
   }
 
   /** SIGTERMs it (a clean stop) and waits. */

@@ -62,6 +62,36 @@ export type DaxRunnerOptions = ProcessRunnerOptions;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
+/** Start of batch file names: `cnm-batch-<pid>-`, so a dead process's are known. */
+export const BATCH_PREFIX = "cnm-batch-";
+let swept = false;
+
+/**
+ * A new batch file in the temporary directory, 0600, named after this process. The first
+ * call removes the files of processes that are gone (a daemon killed while `ip` ran).
+ */
+async function batchFile(): Promise<string> {
+  if (!swept) {
+    swept = true;
+    await removeDeadBatchFiles().catch(() => {});
+  }
+  return await Deno.makeTempFile({ prefix: `${BATCH_PREFIX}${Deno.pid}-` });
+}
+
+/** Removes batch files whose process is gone (or, with `pid`, that process's). */
+export async function removeDeadBatchFiles(pid?: number): Promise<void> {
+  const dir = Deno.env.get("TMPDIR") || "/tmp";
+  for await (const e of Deno.readDir(dir)) {
+    const m = new RegExp(`^${BATCH_PREFIX}(\\d+)-`).exec(e.name);
+    if (!m) continue;
+    const owner = Number(m[1]);
+    const gone = pid === undefined
+      ? await Deno.stat(`/proc/${owner}`).then(() => false, () => true)
+      : owner === pid;
+    if (gone) await Deno.remove(`${dir}/${e.name}`).catch(() => {});
+  }
+}
+
 /** Whether this process may use FFI (setns); asked once, without prompting. */
 let ffiGranted: boolean | undefined;
 /** The process's own network namespace (inode), where every spawn comes back to. */
@@ -155,7 +185,7 @@ export function createProcessRunner(options: ProcessRunnerOptions = {}): Command
         // where output() does not.
         let argv = cmd.argv;
         if (cmd.stdin !== undefined && argv.at(-1) === "-") {
-          batch = await Deno.makeTempFile({ prefix: "cnm-batch-" });
+          batch = await batchFile();
           await Deno.writeTextFile(batch, cmd.stdin);
           argv = [...argv.slice(0, -1), batch];
         }
