@@ -64,6 +64,8 @@ const decoder = new TextDecoder();
 
 /** Start of batch file names: `cnm-batch-<pid>-`, so a dead process's are known. */
 export const BATCH_PREFIX = "cnm-batch-";
+/** Where batch files go: /tmp, whatever the environment says (it sets no behaviour). */
+const BATCH_DIR = "/tmp";
 let swept = false;
 
 /**
@@ -75,12 +77,12 @@ async function batchFile(): Promise<string> {
     swept = true;
     await removeDeadBatchFiles().catch(() => {});
   }
-  return await Deno.makeTempFile({ prefix: `${BATCH_PREFIX}${Deno.pid}-` });
+  return await Deno.makeTempFile({ dir: BATCH_DIR, prefix: `${BATCH_PREFIX}${Deno.pid}-` });
 }
 
 /** Removes batch files whose process is gone (or, with `pid`, that process's). */
 export async function removeDeadBatchFiles(pid?: number): Promise<void> {
-  const dir = Deno.env.get("TMPDIR") || "/tmp";
+  const dir = BATCH_DIR;
   for await (const e of Deno.readDir(dir)) {
     const m = new RegExp(`^${BATCH_PREFIX}(\\d+)-`).exec(e.name);
     if (!m) continue;
