@@ -17,10 +17,9 @@
 import { ensureMachine } from "../tools/preflight.ts";
 import { withPrivateDocker } from "./private_docker.ts";
 import { listNetns, removeNetnsByPrefix, sh, testPrefix } from "../testing/mod.ts";
+import { CNM } from "../testing/daemon_process.ts";
 
 const N = Math.max(1, Number(Deno.env.get("CNM_BENCH_N") ?? 50));
-const MAIN = new URL("../impl/cli/main.ts", import.meta.url).pathname;
-const CONFIG = new URL("../deno.json", import.meta.url).pathname;
 
 const TARGET = { create: 20, connect: 10, build: 2000 };
 
@@ -137,17 +136,7 @@ class Daemon {
   readonly #drained: Promise<void>;
   constructor(args: string[]) {
     this.child = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "-A",
-        "--unstable-net",
-        "--v8-flags=--max-semi-space-size=1",
-        "--config",
-        CONFIG,
-        MAIN,
-        "daemon",
-        ...args,
-      ],
+      args: [...CNM, "daemon", ...args],
       stdin: "null",
       stdout: "null",
       stderr: "piped",

@@ -65,6 +65,26 @@ export async function until(
   throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`);
 }
 
+/**
+ * The flags of a throwaway daemon: its own host namespace, prefix, socket and (when given)
+ * state directory, and a documentation-range DNS server (nothing is ever sent there).
+ */
+export function throwawayDaemonArgs(
+  o: { host: string; prefix: string; socket: string; stateDir?: string },
+): string[] {
+  return [
+    "--netns",
+    o.host,
+    "--prefix",
+    o.prefix,
+    "--socket",
+    o.socket,
+    ...(o.stateDir ? ["--state-dir", o.stateDir] : []),
+    "--dns",
+    "192.0.2.53",
+  ];
+}
+
 /** A JSON client for a daemon's unix socket. */
 export class UnixApi {
   readonly #client: Deno.HttpClient;
@@ -88,6 +108,14 @@ export class UnixApi {
       json = text ? JSON.parse(text) : undefined;
     } catch { /* not JSON: kept as text */ }
     return { status: res.status, json };
+  }
+  /** One call that must succeed (a status below 300): returns the parsed body. */
+  async ok(method: string, path: string, body?: unknown): Promise<any> {
+    const r = await this.call(method, path, body);
+    if (r.status >= 300) {
+      throw new Error(`${method} ${path}: ${r.status} ${JSON.stringify(r.json)}`);
+    }
+    return r.json;
   }
   close(): void {
     this.#client.close();

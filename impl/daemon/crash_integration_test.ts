@@ -18,7 +18,13 @@ import {
   type State,
   state,
 } from "../../testing/consistency.ts";
-import { DaemonProcess, denoRun, UnixApi, until } from "../../testing/daemon_process.ts";
+import {
+  DaemonProcess,
+  denoRun,
+  throwawayDaemonArgs,
+  UnixApi,
+  until,
+} from "../../testing/daemon_process.ts";
 
 const CRASH = denoRun("testing/crash_daemon.ts");
 
@@ -124,24 +130,9 @@ Deno.test({
         const host = `${prefix}-h`;
         const tmp = await Deno.makeTempDir({ prefix: `${prefix}-` });
         const socket = `${tmp}/cnm.sock`;
-        const daemonArgs = [
-          "--netns",
-          host,
-          "--prefix",
-          prefix,
-          "--socket",
-          socket,
-          "--dns",
-          "192.0.2.53",
-        ];
+        const daemonArgs = throwawayDaemonArgs({ host, prefix, socket });
         const client = new UnixApi(socket);
-        const api: Api = async (method, path, body) => {
-          const r = await client.call(method, path, body);
-          if (r.status >= 300) {
-            throw new Error(`${method} ${path}: ${r.status} ${JSON.stringify(r.json)}`);
-          }
-          return r.json;
-        };
+        const api: Api = (method, path, body) => client.ok(method, path, body);
         const daemons: DaemonProcess[] = [];
         /** One run: kill at `k` (undefined: a dry run that counts); returns n. */
         const attempt = async (

@@ -16,23 +16,12 @@ import { isRoot } from "../../testing/mod.ts";
 import type { DnsEndpoint } from "./records.ts";
 import type { ResolverStats } from "./resolver.ts";
 import { DnsService } from "./service.ts";
-import { dec, type Decoded, query } from "./test_util.ts";
+import { dec, type Decoded, ep, query } from "./test_util.ts";
 
 /** Most time one message may take in the handler; in all (a forward too); over a socket. */
 const HANDLER_MS = 250;
 const STALL_MS = 2000;
 const SOCKET_MS = 1000;
-
-function ep(over: Partial<DnsEndpoint> & { sandboxId: string; networkId: string }): DnsEndpoint {
-  return {
-    sandboxName: over.sandboxId,
-    hostname: over.sandboxId,
-    networkName: over.networkId,
-    internal: false,
-    aliases: [],
-    ...over,
-  };
-}
 
 /** The records every test uses; queries are asked from sandbox c1, or ci (internal only). */
 const ENDPOINTS: DnsEndpoint[] = [

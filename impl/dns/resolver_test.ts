@@ -3,21 +3,9 @@
  * with a stub in place of the upstreams.
  */
 import assert from "node:assert/strict";
-import type { DnsEndpoint } from "./records.ts";
 import { type ForwardFn, Resolver } from "./resolver.ts";
-import { dec, type Decoded, enc, query } from "./test_util.ts";
+import { dec, type Decoded, enc, ep, query } from "./test_util.ts";
 import { type ParsedQuery, RCODE, rcodeReply } from "./wire.ts";
-
-function ep(over: Partial<DnsEndpoint> & { sandboxId: string; networkId: string }): DnsEndpoint {
-  return {
-    sandboxName: over.sandboxId,
-    hostname: over.sandboxId,
-    networkName: over.networkId,
-    internal: false,
-    aliases: [],
-    ...over,
-  };
-}
 
 /** A stub upstream: knows example.com (A 192.0.2.10), NXDOMAIN for everything else. */
 function stubForward(calls: { tcp: boolean; name: string }[]): ForwardFn {

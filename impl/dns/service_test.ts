@@ -14,9 +14,8 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { addNetns, isRoot, must, removeNetnsByPrefix, sh, testPrefix } from "../../testing/mod.ts";
 import { withNetns } from "../kernel/setns.ts";
-import type { DnsEndpoint } from "./records.ts";
 import { DnsService } from "./service.ts";
-import { dec, dnsPacket, enc, query } from "./test_util.ts";
+import { dec, dnsPacket, enc, ep, query } from "./test_util.ts";
 
 interface DigResult {
   code: number;
@@ -145,17 +144,6 @@ async function readN(conn: Deno.Conn, n: number): Promise<Uint8Array> {
     at += r;
   }
   return out;
-}
-
-function ep(over: Partial<DnsEndpoint> & { sandboxId: string; networkId: string }): DnsEndpoint {
-  return {
-    sandboxName: over.sandboxId,
-    hostname: over.sandboxId,
-    networkName: over.networkId,
-    internal: false,
-    aliases: [],
-    ...over,
-  };
 }
 
 /** Sends datagrams from inside a namespace and collects replies for a while. */

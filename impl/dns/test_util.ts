@@ -6,6 +6,7 @@
 import { Buffer } from "node:buffer";
 // @ts-types="npm:@types/dns-packet@5.6.5"
 import dnsPacket from "dns-packet";
+import type { DnsEndpoint } from "./records.ts";
 
 export { dnsPacket };
 
@@ -49,4 +50,18 @@ export function query(
       ? []
       : [{ type: "OPT", name: ".", udpPayloadSize: opts.edns } as never],
   });
+}
+
+/** A DNS endpoint for tests: names default to the sandbox and network ids. */
+export function ep(
+  over: Partial<DnsEndpoint> & { sandboxId: string; networkId: string },
+): DnsEndpoint {
+  return {
+    sandboxName: over.sandboxId,
+    hostname: over.sandboxId,
+    networkName: over.networkId,
+    internal: false,
+    aliases: [],
+    ...over,
+  };
 }
