@@ -12,14 +12,23 @@ import { createBridgeDriver } from "./drivers/bridge/mod.ts";
 import { createHostDriver } from "./drivers/host/mod.ts";
 import { createMacvlanDriver } from "./drivers/macvlan/mod.ts";
 import { createNullDriver } from "./drivers/null/mod.ts";
+import { createOverlayDriver } from "./drivers/overlay/mod.ts";
 import { DnsService } from "./dns/mod.ts";
-import { createDefaultIpam, type PredefinedPool } from "./ipam/mod.ts";
+import { createDefaultIpam, createGlobalIpam, type PredefinedPool } from "./ipam/mod.ts";
 import { type CommandRunner, Kernel, type Logger } from "./kernel/mod.ts";
-import { openStore, type Store } from "./store/mod.ts";
+import { GlobalStore, openStore, type Store, type StoreAddress } from "./store/mod.ts";
 
 /** The built-in drivers, wired for one host. This is the one list of drivers. */
 export function createDefaultDrivers(
-  options: { kernel: Kernel; hostNetns?: string; prefix: string },
+  options: {
+    kernel: Kernel;
+    hostNetns?: string;
+    prefix: string;
+    /** The store's instance id (in the overlay's namespace names); absent in unit tests. */
+    instance?: string;
+    global?: GlobalStore;
+    log?: Logger;
+  },
 ): NetworkDriver[] {
   return [
     createNullDriver(),
@@ -30,6 +39,13 @@ export function createDefaultDrivers(
       table: nftTableName(options.prefix, "bridge"),
     }),
     createMacvlanDriver({ kernel: options.kernel, hostNetns: options.hostNetns }),
+    createOverlayDriver({
+      kernel: options.kernel,
+      hostNetns: options.hostNetns,
+      netnsPrefix: options.instance ? `${options.prefix}-${options.instance}` : options.prefix,
+      global: options.global,
+      log: options.log,
+    }),
   ];
 }
 
@@ -58,6 +74,11 @@ export interface OpenControllerOptions {
   log?: Logger;
   /** Command runner (tests inject fault wrappers). */
   runner?: CommandRunner;
+  /**
+   * The global store (`--store`) for multi-host networks, with this host's advertise
+   * address and the lease TTL in seconds; absent = local networks only.
+   */
+  globalStore?: { address: StoreAddress; advertise: string; ttl: number };
   /** Replaces the built-in drivers. */
   drivers?: (kernel: Kernel) => NetworkDriver[];
   ipam?: IpamDriver;
@@ -74,8 +95,28 @@ export async function openController(options: OpenControllerOptions): Promise<Co
     await Deno.mkdir(options.stateDir, { recursive: true, mode: 0o700 });
     store = openStore(`${options.stateDir}/state.db`);
   }
+  let global: GlobalStore | undefined;
+  if (options.globalStore) {
+    try {
+      global = await GlobalStore.open(options.globalStore.address, {
+        host: options.globalStore.advertise,
+        ttl: options.globalStore.ttl,
+        log: options.log,
+      });
+    } catch (err) {
+      store.close();
+      throw err;
+    }
+  }
   const drivers = options.drivers?.(kernel) ??
-    createDefaultDrivers({ kernel, hostNetns: options.hostNetns, prefix });
+    createDefaultDrivers({
+      kernel,
+      hostNetns: options.hostNetns,
+      prefix,
+      instance: store.instanceId,
+      global,
+      log: options.log,
+    });
   const resolver = options.embeddedDns
     ? new DnsService({
       upstreams: options.dns ?? [],
@@ -83,11 +124,13 @@ export async function openController(options: OpenControllerOptions): Promise<Co
       log: options.log,
     })
     : undefined;
+  const localIpam = options.ipam ?? createDefaultIpam({ localPools: options.defaultPools });
   try {
     return await createController({
       kernel,
       store,
-      ipam: options.ipam ?? createDefaultIpam({ localPools: options.defaultPools }),
+      ipam: global ? createGlobalIpam(localIpam, global) : localIpam,
+      global,
       drivers,
       hostNetns: options.hostNetns,
       prefix,
@@ -96,11 +139,13 @@ export async function openController(options: OpenControllerOptions): Promise<Co
       resolver: resolver && options.wrapResolver ? options.wrapResolver(resolver) : resolver,
       onClose: async () => {
         await resolver?.close();
+        await global?.close();
         store.close();
       },
     });
   } catch (err) {
     await resolver?.close();
+    await global?.close();
     store.close();
     throw err;
   }

@@ -11,6 +11,7 @@ import type { Kernel } from "../kernel/kernel.ts";
 import type { Logger } from "../kernel/runner.ts";
 import { InvalidArgumentError, NotFoundError } from "../model/errors.ts";
 import type { EndpointRecord, NetworkRecord, SandboxRecord } from "../model/objects.ts";
+import type { GlobalStore } from "../store/global.ts";
 import type { RecordOf, Store } from "../store/store.ts";
 import type { ReconcileItem } from "./reconcile.ts";
 import type { SandboxResolver } from "./resolver_sync.ts";
@@ -22,6 +23,8 @@ export interface ControllerContext {
   /** Networks, sandboxes, endpoints and services: the store is the one copy of the state. */
   readonly store: Store;
   readonly ipam: IpamDriver;
+  /** The global store (etcd) for global-scope networks; absent = local networks only. */
+  readonly global?: GlobalStore;
   /** The registered drivers by type. */
   readonly drivers: ReadonlyMap<string, NetworkDriver>;
   /** The host namespace name; undefined = the root namespace. */

@@ -12,7 +12,8 @@
  * - ./sandbox_config.ts: what the sandbox owns (addresses, default routes, hosts file);
  * - ./resolver_sync.ts: what the embedded DNS is told;
  * - ./restore.ts and ./reconcile.ts (with ./repair.ts): after a (re)start;
- * - ./services.ts: services and their load balancing.
+ * - ./services.ts: services and their load balancing;
+ * - ./global_sync.ts: global networks, mirrored from the global store (etcd).
  * @module
  */
 import type { IpamDriver, NetworkDriver } from "../driver_api/mod.ts";
@@ -26,9 +27,11 @@ import type {
   SandboxRecord,
   ServiceRecord,
 } from "../model/objects.ts";
+import type { GlobalStore } from "../store/global.ts";
 import type { Store } from "../store/store.ts";
 import { type ControllerContext, driverNames, findNetwork } from "./context.ts";
 import { connect, type ConnectOptions, disconnect } from "./endpoints.ts";
+import { syncGlobalNetworks } from "./global_sync.ts";
 import { Mutex } from "./lock.ts";
 import { nftTableName } from "./names.ts";
 import {
@@ -39,7 +42,12 @@ import {
   removeNetwork,
 } from "./networks.ts";
 import { reconcile, type ReconcileReport } from "./reconcile.ts";
-import { republishEndpoint, type SandboxResolver, syncResolver } from "./resolver_sync.ts";
+import {
+  followGlobalNames,
+  republishEndpoint,
+  type SandboxResolver,
+  syncResolver,
+} from "./resolver_sync.ts";
 import { restore } from "./restore.ts";
 import {
   createSandbox,
@@ -62,6 +70,8 @@ export interface ControllerOptions {
   store: Store;
   ipam: IpamDriver;
   drivers: NetworkDriver[];
+  /** The global store for global-scope (multi-host) networks; absent = local only. */
+  global?: GlobalStore;
   /** The host namespace name; absent = the root namespace. */
   hostNetns?: string;
   /** Start of every name the controller creates in shared places (/run/netns, /etc/netns). */
@@ -93,6 +103,7 @@ export class Controller {
       kernel,
       store,
       ipam,
+      global: options.global,
       drivers: new Map(options.drivers.map((d) => [d.type, d])),
       hostNetns,
       prefix,
@@ -146,15 +157,26 @@ export class Controller {
 
   /** Creates a network (libnetwork `NewNetwork`, §1.2). */
   createNetwork(opts: NetworkCreateOptions): Promise<NetworkRecord> {
-    return this.#locked(
-      `Cannot create network "${opts.name}"`,
-      (undo) => createNetwork(this.#ctx, opts, undo),
-    );
+    return this.#locked(`Cannot create network "${opts.name}"`, async (undo) => {
+      await syncGlobalNetworks(this.#ctx);
+      return await createNetwork(this.#ctx, opts, undo);
+    });
   }
 
   /** Removes a network (libnetwork `Network.Delete`, §1.2). */
   removeNetwork(ref: string): Promise<void> {
-    return this.#locked(`Cannot remove network "${ref}"`, () => removeNetwork(this.#ctx, ref));
+    return this.#locked(`Cannot remove network "${ref}"`, async () => {
+      await syncGlobalNetworks(this.#ctx);
+      await removeNetwork(this.#ctx, ref);
+    });
+  }
+
+  /**
+   * Mirrors the global store's networks into this host's (./global_sync.ts); without a
+   * global store, nothing. The daemon's API calls it before listing networks.
+   */
+  syncGlobal(): Promise<void> {
+    return this.#lock.run(() => syncGlobalNetworks(this.#ctx));
   }
 
   // ---------------------------------------------------------------- sandboxes
@@ -195,7 +217,10 @@ export class Controller {
   ): Promise<EndpointRecord> {
     return this.#locked(
       `Cannot connect sandbox "${sandboxRef}" to network "${networkRef}"`,
-      (undo) => connect(this.#ctx, networkRef, sandboxRef, opts, undo),
+      async (undo) => {
+        await syncGlobalNetworks(this.#ctx);
+        return await connect(this.#ctx, networkRef, sandboxRef, opts, undo);
+      },
     );
   }
 
@@ -217,7 +242,16 @@ export class Controller {
    * endpoints, orphans).
    */
   restore(): Promise<void> {
-    return this.#lock.run(() => restore(this.#ctx));
+    return this.#lock.run(async () => {
+      await restore(this.#ctx);
+      if (this.#ctx.global) {
+        await syncGlobalNetworks(this.#ctx).catch((err) =>
+          this.#ctx.log(`restore: global networks not read: ${err}`)
+        );
+      }
+      for (const d of this.#ctx.drivers.values()) await d.start?.();
+      await followGlobalNames(this.#ctx);
+    });
   }
 
   /**

@@ -21,7 +21,7 @@ import {
 } from "./context.ts";
 import { beginIntent, forgetIntent } from "./journal.ts";
 import { normalizePublish, type PortRequest } from "./ports.ts";
-import { publishEndpoint } from "./resolver_sync.ts";
+import { publishEndpoint, shareNames, unshareNames } from "./resolver_sync.ts";
 import { interfaceLines, programSandbox } from "./sandbox_config.ts";
 
 /** What `connect` takes (the flags of `cnm connect`). */
@@ -146,6 +146,8 @@ export async function connect(
     created: pending.created,
   };
   const updated: SandboxRecord = { ...sb, endpoints: [...sb.endpoints, id] };
+  await shareNames(ctx, ep, updated, net);
+  undo.push(`unshare names of ${id}`, () => unshareNames(ctx, ep, net));
   await programSandbox(ctx, current, [...current, ep], updated, nets, interfaceLines(ep));
   ctx.store.transaction((tx) => {
     tx.put("endpoint", ep);
@@ -245,6 +247,8 @@ async function takeOut(
   driver: NetworkDriver | undefined,
 ): Promise<void> {
   if (driver && net) {
+    // the other hosts stop answering its names first (a store that is away fails it here)
+    await unshareNames(ctx, ep, net);
     const req = joinRequest(sb, ep, net);
     await driver.revokeExternalConnectivity({
       ...req,

@@ -64,6 +64,9 @@ export async function createNetwork(
     throw new ForbiddenError(`only one instance of "${driver.type}" network is allowed`);
   }
   const options = { ...(opts.options ?? {}) };
+  if (driver.capabilities().dataScope === "global") {
+    return await createGlobalNetwork(ctx, opts, driver, options, undo);
+  }
   const id = newId();
   let ipv4: IpamConfig[] = [];
   let ipv6: IpamConfig[] = [];
@@ -120,6 +123,90 @@ export async function createNetwork(
     }`,
   );
   return record;
+}
+
+/**
+ * Creates a network of a global-scope driver (overlay): name, pool, gateway and VNI are
+ * claimed in the global store in one transaction (impl/store/global.ts), so every host sees
+ * it and no two hosts can make the same one; the driver only learns it. Nothing local is
+ * journaled: a crash after the store's commit leaves a network every host knows, which this
+ * host finds again as the others do (./global_sync.ts).
+ */
+async function createGlobalNetwork(
+  ctx: ControllerContext,
+  opts: NetworkCreateOptions,
+  driver: NetworkDriver,
+  options: Record<string, string>,
+  undo: UndoStack,
+): Promise<NetworkRecord> {
+  if (!ctx.global) {
+    throw new ForbiddenError(
+      `driver "${driver.type}" makes multi-host networks and needs a global store: start the daemon with --store etcd://HOST:PORT --advertise-address IP`,
+    );
+  }
+  if (opts.ipv6 || opts.ipv6Subnet || opts.ipv6Gateway) {
+    throw new InvalidArgumentError(`IPv6 on a ${driver.type} network is not supported`);
+  }
+  if (!opts.subnet && (opts.gateway || opts.ipRange)) {
+    throw new InvalidArgumentError(`a gateway or ip-range needs a subnet`);
+  }
+  if (opts.subnet) checkSubnet(4, opts.subnet, opts.gateway);
+  if (opts.ipRange && opts.subnet) {
+    const range = Prefix.parse(opts.ipRange, "ip-range");
+    if (!range.within(Prefix.parse(opts.subnet))) {
+      throw new InvalidArgumentError(`ip-range ${opts.ipRange} is outside subnet ${opts.subnet}`);
+    }
+  }
+  const base = {
+    id: newId(),
+    name: opts.name,
+    driver: driver.type,
+    scope: "global" as const,
+    internal: !!opts.internal,
+    enableIpv6: false,
+    options,
+    labels: { ...(opts.labels ?? {}) },
+    created: new Date().toISOString(),
+  };
+  // checked before the store is written, with the IPAM left empty
+  driver.validateNetwork?.({ ...networkRequest({ ...base, ipv4: [], ipv6: [] }) });
+  const record = await ctx.global.createNetwork({
+    network: base,
+    subnet: opts.subnet,
+    gateway: opts.gateway,
+    ipRange: opts.ipRange,
+    vni: driver.type === "overlay",
+  });
+  undo.push(`remove global network ${record.id}`, () => ctx.global!.removeNetwork(record));
+  await learnGlobalNetwork(ctx, driver, record);
+  ctx.log(
+    `network create ${record.name} id=${
+      record.id.slice(0, 12)
+    } driver=${driver.type} scope=global ${record.ipv4.map((c) => c.subnet).join(",")}`,
+  );
+  return record;
+}
+
+/**
+ * Makes a global network known on this host: its pool named to the IPAM (the addresses
+ * stay in the global store), the driver told, the record kept in the local store as a
+ * mirror.
+ */
+export async function learnGlobalNetwork(
+  ctx: ControllerContext,
+  driver: NetworkDriver,
+  record: NetworkRecord,
+): Promise<void> {
+  for (const c of record.ipv4) {
+    await ctx.ipam.requestPool({
+      addressSpace: c.poolId.split("/")[0],
+      pool: c.subnet,
+      subPool: c.ipRange,
+      v6: false,
+    });
+  }
+  await driver.createNetwork(networkRequest(record));
+  ctx.store.transaction((tx) => tx.put("network", record));
 }
 
 /**
@@ -223,6 +310,13 @@ export async function removeNetwork(ctx: ControllerContext, ref: string): Promis
         endpoints.map((e) => e.name).join(", ")
       })`,
     );
+  }
+  if (net.scope === "global") {
+    if (!ctx.global) {
+      throw new ForbiddenError(`network ${net.name} is global and this daemon has no --store`);
+    }
+    // refused there while any host still has an endpoint on it
+    await ctx.global.removeNetwork(net);
   }
   // Marked first, so a crash mid-delete is finished on restart (§1.5).
   ctx.store.transaction((tx) => tx.put("network", { ...net, inDelete: true }));

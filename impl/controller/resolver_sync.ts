@@ -82,3 +82,67 @@ export async function syncResolver(ctx: ControllerContext): Promise<void> {
     }
   }
 }
+
+/**
+ * Shares an endpoint's DNS names with the other hosts of a global network, under this
+ * host's lease (libnetwork's service-discovery table, apart from the overlay's peers).
+ */
+export async function shareNames(
+  ctx: ControllerContext,
+  ep: EndpointRecord,
+  sb: SandboxRecord,
+  net: NetworkRecord,
+): Promise<void> {
+  if (!ctx.global || net.scope !== "global" || !ep.ipv4) return;
+  await ctx.global.publish("dns", {
+    networkId: net.id,
+    endpointId: ep.id,
+    host: ctx.global.host,
+    networkName: net.name,
+    internal: net.internal || (!ep.gateway && !ep.gatewayV6),
+    sandboxName: sb.name,
+    hostname: sb.hostname,
+    aliases: [...ep.aliases],
+    ipv4: ep.ipv4.split("/")[0],
+  });
+}
+
+/** Withdraws what {@linkcode shareNames} shared. */
+export async function unshareNames(
+  ctx: ControllerContext,
+  ep: EndpointRecord,
+  net: NetworkRecord,
+): Promise<void> {
+  if (!ctx.global || net.scope !== "global") return;
+  await ctx.global.withdraw("dns", net.id, ep.id);
+}
+
+/**
+ * Follows the names other hosts share: each remote endpoint is an entry of the resolver's
+ * network table (as a sandbox of its own, `remote:<endpoint id>`, with no listener), so
+ * local sandboxes on the same global network resolve it; it goes when it is withdrawn or
+ * its host's lease expires.
+ */
+export async function followGlobalNames(ctx: ControllerContext): Promise<void> {
+  const global = ctx.global;
+  const resolver = ctx.resolver;
+  if (!global || !resolver) return;
+  await global.follow("dns", (type, rec) => {
+    if (rec.host === global.host) return;
+    const sandboxId = `remote:${rec.endpointId}`;
+    if (type === "delete") {
+      resolver.removeEndpoint(sandboxId, rec.networkId);
+      return;
+    }
+    resolver.upsertEndpoint({
+      sandboxId,
+      sandboxName: rec.sandboxName,
+      hostname: rec.hostname,
+      networkId: rec.networkId,
+      networkName: rec.networkName,
+      internal: rec.internal,
+      aliases: rec.aliases,
+      ipv4: rec.ipv4,
+    });
+  });
+}

@@ -7,6 +7,8 @@
 import type { ReconcileItem } from "./reconcile.ts";
 import { type ControllerContext, networksById } from "./context.ts";
 import { forgetIntent, message } from "./journal.ts";
+import { joinRequest } from "./endpoints.ts";
+import { shareNames } from "./resolver_sync.ts";
 import { networkRequest, releaseNetworkIpam } from "./networks.ts";
 
 /**
@@ -62,9 +64,24 @@ export async function restore(ctx: ControllerContext): Promise<void> {
   // keeps them (isolation holds throughout)
   await takeBackNetworkCreates(ctx, failed);
   const nets = networksById(ctx);
+  const sandboxes = new Map(ctx.store.list("sandbox").map((s) => [s.id, s]));
   for (const ep of ctx.store.list("endpoint")) {
     const net = nets.get(ep.networkId);
     if (!net) continue;
+    if (net.scope === "global") {
+      // its address is held in the global store; the driver publishes the endpoint again
+      const sb = ep.sandboxId ? sandboxes.get(ep.sandboxId) : undefined;
+      const driver = ctx.drivers.get(net.driver);
+      if (sb) {
+        try {
+          await driver?.restoreEndpoint?.(joinRequest(sb, ep, net));
+          await shareNames(ctx, ep, sb, net);
+        } catch (err) {
+          failed("endpoint", `${ep.name}/${net.name}`, "publishing it again", err);
+        }
+      }
+      continue;
+    }
     try {
       if (ep.ipv4) await ctx.ipam.requestAddress(net.ipv4[0].poolId, ep.ipv4.split("/")[0]);
       if (ep.ipv6) await ctx.ipam.requestAddress(net.ipv6[0].poolId, ep.ipv6.split("/")[0]);

@@ -154,6 +154,8 @@ export function statusOfKind(kind: ErrorKind | string): number {
       return 409;
     case "unsupported":
       return 501;
+    case "unavailable":
+      return 503;
     default:
       return 500;
   }
@@ -370,6 +372,9 @@ export function createApiHandler(
   options: ApiOptions = {},
 ): ApiHandler {
   const limit = options.maxBodyBytes ?? MAX_BODY_BYTES;
+  // Networks made or removed on other hosts are read from the global store first; when it
+  // is unreachable the list is this host's mirror (the operations that need it fail).
+  const synced = () => controller.syncGlobal().catch(() => {});
   const routes: Route[] = [
     {
       pattern: ["info"],
@@ -387,7 +392,10 @@ export function createApiHandler(
     {
       pattern: ["networks"],
       methods: {
-        GET: () => json(200, controller.listNetworks()),
+        GET: async () => {
+          await synced();
+          return json(200, controller.listNetworks());
+        },
         POST: async (req) => {
           const body = await readBody(
             req,
@@ -402,7 +410,10 @@ export function createApiHandler(
     {
       pattern: ["networks", "*"],
       methods: {
-        GET: (_req, [ref]) => json(200, controller.inspectNetwork(ref)),
+        GET: async (_req, [ref]) => {
+          await synced();
+          return json(200, controller.inspectNetwork(ref));
+        },
         DELETE: async (_req, [ref]) => {
           await controller.removeNetwork(ref);
           return noContent();

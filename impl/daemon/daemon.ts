@@ -15,6 +15,7 @@ import { CnmError } from "../model/errors.ts";
 import { type ApiHandler, createApiHandler, type DaemonInfo } from "./api.ts";
 import { type DaemonConfig, parseDaemonArgs, UsageError } from "./flags.ts";
 import { acquirePrefixLock } from "./prefix_lock.ts";
+import { currentNetnsInode, netnsInode } from "../kernel/setns.ts";
 
 /** cnm's version, as deno.json states it. */
 export const VERSION: string = denoJson.version;
@@ -238,7 +239,9 @@ export async function startDaemon(
         log(`created host namespace ${config.netns}`);
       }
     }
+    if (config.globalStore && config.netns) requireInNetns(config.netns);
     controller = await openController({
+      globalStore: config.globalStore,
       hostNetns: config.netns,
       prefix: config.prefix,
       stateDir: config.stateDir,
@@ -365,4 +368,18 @@ export async function runDaemon(
   for (const [s, fn] of listeners) Deno.removeSignalListener(s, fn);
   await daemon.shutdown();
   return 0;
+}
+
+/**
+ * The global store's connections leave from the namespace the process runs in (grpc-js
+ * makes its sockets there; entering another namespace around them does not move them,
+ * measured): with `--store` and `--netns`, the daemon must run inside that namespace.
+ */
+function requireInNetns(netns: string): void {
+  if (currentNetnsInode() !== netnsInode(`/run/netns/${netns}`)) {
+    throw new CnmError(
+      "invalid",
+      `--store with --netns ${netns}: run the daemon inside ${netns} (ip netns exec ${netns} cnm daemon ...), so its store connections leave from there`,
+    );
+  }
 }

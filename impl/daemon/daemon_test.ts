@@ -72,6 +72,29 @@ Deno.test("daemon flags: bad values are one-line usage errors", async (t) => {
     [["--bogus"], /^unknown option '--bogus'$/],
     [["--netns"], /^option '--netns <name>' argument missing$/],
     [["extra"], /^too many arguments/],
+    [
+      ["--store", "http://x:2379", "--advertise-address", "203.0.113.1"],
+      /^store http:\/\/x:2379: expected etcd:\/\/HOST:PORT/,
+    ],
+    [
+      ["--store", "etcd://x", "--advertise-address", "203.0.113.1"],
+      /^store etcd:\/\/x: "x" is not HOST:PORT$/,
+    ],
+    [["--store", "etcd://x:99999", "--advertise-address", "203.0.113.1"], /is not HOST:PORT$/],
+    [["--store", "etcd://x:2379"], /^--store needs --advertise-address/],
+    [["--advertise-address", "203.0.113.1"], /^--advertise-address and --store-ttl need --store$/],
+    [
+      ["--store", "etcd://x:2379", "--advertise-address", "2001:db8::1"],
+      /must be an IPv4 address$/,
+    ],
+    [
+      ["--store", "etcd://x:2379", "--advertise-address", "203.0.113"],
+      /^Invalid advertise address/,
+    ],
+    [
+      ["--store", "etcd://x:2379", "--advertise-address", "203.0.113.1", "--store-ttl", "1"],
+      /^Invalid --store-ttl "1": 2 to 3600 seconds$/,
+    ],
   ];
   for (const [args, re] of cases) {
     await t.step(args.join(" "), () => {
@@ -83,6 +106,32 @@ Deno.test("daemon flags: bad values are one-line usage errors", async (t) => {
       });
     });
   }
+});
+
+Deno.test("daemon flags: --store with its advertise address and TTL", () => {
+  const r = parseDaemonArgs([
+    "--store",
+    "etcd://203.0.113.254:2379,[2001:db8::1]:2379",
+    "--advertise-address",
+    "203.0.113.1",
+  ]);
+  if (r.help !== undefined) throw new Error("no config");
+  assert.deepEqual(r.config.globalStore, {
+    address: {
+      endpoints: ["203.0.113.254:2379", "[2001:db8::1]:2379"],
+      url: "etcd://203.0.113.254:2379,[2001:db8::1]:2379",
+    },
+    advertise: "203.0.113.1",
+    ttl: 5,
+  });
+  const t = parseDaemonArgs([
+    "--store=etcd://s:1",
+    "--advertise-address=203.0.113.2",
+    "--store-ttl=30",
+  ]);
+  assert.equal(t.help === undefined && t.config.globalStore?.ttl, 30);
+  const none = parseDaemonArgs([]);
+  assert.equal(none.help === undefined && none.config.globalStore, undefined);
 });
 
 Deno.test("daemon flags: --help gives the help text", () => {

@@ -1,7 +1,8 @@
 /**
  * The flags of `cnm daemon`, parsed and validated without side effects:
  * `cnm daemon [--netns NAME] [--prefix P] [--state-dir DIR] [--socket PATH]
- * [--socket-group GROUP] [--dns IP]... [--default-pool CIDR/SIZE]... [--debug]`. Defaults are dockerd's: the root namespace,
+ * [--socket-group GROUP] [--dns IP]... [--default-pool CIDR/SIZE]... [--store etcd://HOST:PORT
+ * --advertise-address IP [--store-ttl SECONDS]] [--debug]`. Defaults are dockerd's: the root namespace,
  * /var/lib/cnm, /run/cnm/cnm.sock, and the prefix "cnm".
  * @module
  */
@@ -9,6 +10,7 @@ import { Command, CommanderError } from "commander";
 import { parseDefaultPool, type PredefinedPool } from "../ipam/mod.ts";
 import { CnmError } from "../model/errors.ts";
 import { parseIp } from "../model/ip.ts";
+import { parseStoreUrl, type StoreAddress } from "../store/global.ts";
 import { validateName } from "../model/names.ts";
 
 /** Where the daemon keeps its state by default (dockerd: /var/lib/docker). */
@@ -44,9 +46,17 @@ export interface DaemonConfig {
   dns: string[];
   /** Predefined local pools (`--default-pool`); empty = Docker's. */
   defaultPools: PredefinedPool[];
+  /**
+   * The global store for multi-host (overlay) networks (`--store`), this host's underlay
+   * address (`--advertise-address`) and the lease TTL (`--store-ttl`, default 5 s).
+   */
+  globalStore?: { address: StoreAddress; advertise: string; ttl: number };
   /** Also log every kernel command. */
   debug: boolean;
 }
+
+/** The default lease TTL of a host's peers in the global store, in seconds. */
+export const DEFAULT_STORE_TTL = 5;
 
 /** The result of parsing the daemon's arguments: a config, or help text to print. */
 export type DaemonArgs = { config: DaemonConfig; help?: undefined } | { help: string };
@@ -60,6 +70,9 @@ interface RawDaemonFlags {
   socketGroup?: string;
   dns: string[];
   defaultPool: string[];
+  store?: string;
+  advertiseAddress?: string;
+  storeTtl?: string;
   debug?: boolean;
 }
 
@@ -89,6 +102,12 @@ function daemonCommand(): Command {
       collect,
       [],
     )
+    .option("--store <etcd://host:port,...>", "global store for multi-host (overlay) networks")
+    .option("--advertise-address <ip>", "this host's underlay address (with --store)")
+    .option(
+      "--store-ttl <seconds>",
+      `lease TTL of this host's endpoints (default ${DEFAULT_STORE_TTL})`,
+    )
     .option("--debug", "also log every kernel command");
 }
 
@@ -117,6 +136,28 @@ export function parseDaemonArgs(args: string[], options: { socket?: string } = {
   return { config: validateDaemonFlags(cmd.opts<RawDaemonFlags>(), options.socket) };
 }
 
+/** `--store`, `--advertise-address` and `--store-ttl`: all or none of the first two. */
+function storeFlags(raw: RawDaemonFlags): DaemonConfig["globalStore"] {
+  if (raw.store === undefined) {
+    if (raw.advertiseAddress !== undefined || raw.storeTtl !== undefined) {
+      throw new UsageError("--advertise-address and --store-ttl need --store");
+    }
+    return undefined;
+  }
+  const address = parseStoreUrl(raw.store);
+  if (raw.advertiseAddress === undefined) {
+    throw new UsageError("--store needs --advertise-address (this host's underlay address)");
+  }
+  const ip = parseIp(raw.advertiseAddress, "advertise address");
+  if (ip.family !== 4) throw new UsageError("--advertise-address must be an IPv4 address");
+  const ttlText = raw.storeTtl ?? String(DEFAULT_STORE_TTL);
+  const ttl = Number(ttlText);
+  if (!/^\d+$/.test(ttlText) || ttl < 2 || ttl > 3600) {
+    throw new UsageError(`Invalid --store-ttl ${JSON.stringify(ttlText)}: 2 to 3600 seconds`);
+  }
+  return { address, advertise: raw.advertiseAddress, ttl };
+}
+
 function validateDaemonFlags(raw: RawDaemonFlags, fallbackSocket?: string): DaemonConfig {
   try {
     if (raw.netns !== undefined) validateName("host namespace", raw.netns);
@@ -138,6 +179,7 @@ function validateDaemonFlags(raw: RawDaemonFlags, fallbackSocket?: string): Daem
     }
     for (const ip of raw.dns) parseIp(ip, "DNS server");
     const defaultPools = raw.defaultPool.map((p) => parseDefaultPool(p));
+    const globalStore = storeFlags(raw);
     return {
       netns: raw.netns,
       prefix,
@@ -146,6 +188,7 @@ function validateDaemonFlags(raw: RawDaemonFlags, fallbackSocket?: string): Daem
       ...(group !== undefined ? { socketGroup: group } : {}),
       dns: [...raw.dns],
       defaultPools,
+      ...(globalStore ? { globalStore } : {}),
       debug: !!raw.debug,
     };
   } catch (err) {

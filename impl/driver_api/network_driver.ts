@@ -157,4 +157,14 @@ export interface NetworkDriver {
    * (the controller's reconcile step); optional.
    */
   restoreNetwork?(req: CreateNetworkRequest): Promise<void>;
+  /**
+   * After a restart, for each endpoint still joined: the driver knows it again (the overlay
+   * publishes it to the global store under its new lease); optional.
+   */
+  restoreEndpoint?(req: JoinRequest): Promise<void>;
+  /**
+   * Called once after restore: the driver starts following what it follows (the overlay:
+   * the global store's peers); optional.
+   */
+  start?(): Promise<void>;
 }

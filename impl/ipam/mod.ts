@@ -13,3 +13,4 @@ export {
   SERIAL_OPTION,
 } from "./default_ipam.ts";
 export type { PredefinedPool } from "./default_ipam.ts";
+export { createGlobalIpam } from "./global_ipam.ts";

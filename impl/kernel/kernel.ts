@@ -155,6 +155,12 @@ export class Kernel {
           stdin: op.lines.join("\n") + "\n",
         });
         return;
+      case "bridge":
+        await this.runner.run({
+          argv: this.inNetns(op.netns, ["bridge", "-batch", "-"]),
+          stdin: op.lines.join("\n") + "\n",
+        });
+        return;
       case "nft":
         await this.runner.run({
           argv: this.inNetns(op.netns, ["nft", "-f", "-"]),
@@ -185,6 +191,15 @@ export class Kernel {
         return async () => {
           await this.runner.run({
             argv: this.ipArgv(op.netns, "-force", "-batch", "-"),
+            stdin: op.undo!.join("\n") + "\n",
+            allowFail: true,
+          });
+        };
+      case "bridge":
+        if (!op.undo?.length) return undefined;
+        return async () => {
+          await this.runner.run({
+            argv: this.inNetns(op.netns, ["bridge", "-force", "-batch", "-"]),
             stdin: op.undo!.join("\n") + "\n",
             allowFail: true,
           });
@@ -224,7 +239,8 @@ export class Kernel {
         try {
           await this.#runOp(op);
         } catch (err) {
-          if (comp && op.kind === "ip" && !failedOnFirstLine(err)) own.push(label, comp);
+          const batch = op.kind === "ip" || op.kind === "bridge";
+          if (comp && batch && !failedOnFirstLine(err)) own.push(label, comp);
           throw err;
         }
         if (comp) own.push(label, comp);
@@ -280,6 +296,17 @@ export class Kernel {
     if (lines.length === 0) return true;
     const r = await this.runner.run({
       argv: this.ipArgv(netns, "-force", "-batch", "-"),
+      stdin: lines.join("\n") + "\n",
+      allowFail: true,
+    });
+    return r.code === 0;
+  }
+
+  /** Runs a `bridge -force -batch` in a namespace; true when every line succeeded. */
+  async bridgeForce(netns: string | undefined, lines: string[]): Promise<boolean> {
+    if (lines.length === 0) return true;
+    const r = await this.runner.run({
+      argv: this.inNetns(netns, ["bridge", "-force", "-batch", "-"]),
       stdin: lines.join("\n") + "\n",
       allowFail: true,
     });

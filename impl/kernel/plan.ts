@@ -14,6 +14,17 @@ export interface IpOp {
   undo?: string[];
 }
 
+/**
+ * `bridge -batch -` in a namespace (forwarding database entries, e.g. the overlay's
+ * MAC -> VTEP entries); `undo` lines run with `-force`.
+ */
+export interface BridgeOp {
+  kind: "bridge";
+  netns?: string;
+  lines: string[];
+  undo?: string[];
+}
+
 /** One atomic `nft -f -` transaction; `undo` is another transaction. */
 export interface NftOp {
   kind: "nft";
@@ -46,7 +57,7 @@ export interface WriteOp {
 }
 
 /** A kernel operation. */
-export type Op = IpOp | NftOp | NetnsAddOp | SysctlOp | WriteOp;
+export type Op = IpOp | BridgeOp | NftOp | NetnsAddOp | SysctlOp | WriteOp;
 
 /** A plan: operations in order. */
 export interface Plan {
@@ -56,7 +67,9 @@ export interface Plan {
 /** Builds a plan from operations, dropping empty ones. */
 export function plan(...ops: (Op | undefined | false)[]): Plan {
   return {
-    ops: ops.filter((o): o is Op => !!o && !(o.kind === "ip" && o.lines.length === 0)),
+    ops: ops.filter((o): o is Op =>
+      !!o && !((o.kind === "ip" || o.kind === "bridge") && o.lines.length === 0)
+    ),
   };
 }
 
@@ -78,6 +91,13 @@ export function renderPlan(p: Plan): string {
         if (op.undo?.length) {
           out.push(`  undo: ip${nsFlag(op.netns)} -force -batch -`, indent(op.undo.join("\n")));
         }
+        break;
+      case "bridge":
+        out.push(
+          `bridge${op.netns ? ` (netns ${op.netns})` : ""} -batch -`,
+          indent(op.lines.join("\n")),
+        );
+        if (op.undo?.length) out.push(`  undo: bridge -force -batch -`, indent(op.undo.join("\n")));
         break;
       case "nft":
         out.push(`nft${op.netns ? ` (netns ${op.netns})` : ""} -f -`, indent(op.script));

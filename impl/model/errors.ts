@@ -14,6 +14,7 @@ export type ErrorKind =
   | "forbidden"
   | "unsupported"
   | "kernel"
+  | "unavailable"
   | "internal";
 
 /** Base class of every error the implementation throws on purpose. */
@@ -64,6 +65,14 @@ export class UnsupportedError extends CnmError {
   constructor(message: string, options?: ErrorOptions) {
     super("unsupported", message, options);
     this.name = "UnsupportedError";
+  }
+}
+
+/** A service the operation needs (the global store) cannot be reached (HTTP 503). */
+export class UnavailableError extends CnmError {
+  constructor(message: string, options?: ErrorOptions) {
+    super("unavailable", message, options);
+    this.name = "UnavailableError";
   }
 }
 

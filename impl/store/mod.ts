@@ -3,3 +3,4 @@
  * @module
  */
 export * from "./store.ts";
+export * from "./global.ts";
