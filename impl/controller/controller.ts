@@ -13,7 +13,8 @@
  * - ./resolver_sync.ts: what the embedded DNS is told;
  * - ./restore.ts and ./reconcile.ts (with ./repair.ts): after a (re)start;
  * - ./services.ts: services and their load balancing;
- * - ./global_sync.ts: global networks, mirrored from the global store (etcd).
+ * - ./global_sync.ts: global networks, mirrored from the global store (etcd);
+ * - ./gateway_bridge.ts: docker_gwbridge, egress and ports for overlay endpoints.
  * @module
  */
 import type { IpamDriver, NetworkDriver } from "../driver_api/mod.ts";
@@ -29,8 +30,9 @@ import type {
 } from "../model/objects.ts";
 import type { GlobalStore } from "../store/global.ts";
 import type { Store } from "../store/store.ts";
-import { type ControllerContext, driverNames, findNetwork } from "./context.ts";
-import { connect, type ConnectOptions, disconnect } from "./endpoints.ts";
+import { type ControllerContext, driverNames, findNetwork, findSandbox } from "./context.ts";
+import { type ConnectOptions, disconnect } from "./endpoints.ts";
+import { connectWithGateway, settleGateway } from "./gateway_bridge.ts";
 import { syncGlobalNetworks } from "./global_sync.ts";
 import { Mutex } from "./lock.ts";
 import { nftTableName } from "./names.ts";
@@ -219,7 +221,7 @@ export class Controller {
       `Cannot connect sandbox "${sandboxRef}" to network "${networkRef}"`,
       async (undo) => {
         await syncGlobalNetworks(this.#ctx);
-        return await connect(this.#ctx, networkRef, sandboxRef, opts, undo);
+        return await connectWithGateway(this.#ctx, networkRef, sandboxRef, opts, undo);
       },
     );
   }
@@ -228,7 +230,11 @@ export class Controller {
   disconnect(networkRef: string, sandboxRef: string): Promise<void> {
     return this.#locked(
       `Cannot disconnect sandbox "${sandboxRef}" from network "${networkRef}"`,
-      () => disconnect(this.#ctx, networkRef, sandboxRef),
+      async (undo) => {
+        const sb = findSandbox(this.#ctx, sandboxRef);
+        await disconnect(this.#ctx, networkRef, sandboxRef);
+        await settleGateway(this.#ctx, sb.id, undo);
+      },
     );
   }
 

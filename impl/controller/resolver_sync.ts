@@ -7,6 +7,7 @@
  */
 import type { DnsEndpoint } from "../dns/records.ts";
 import type { EndpointRecord, NetworkRecord, SandboxRecord } from "../model/objects.ts";
+import { GWBRIDGE } from "./names.ts";
 import { type ControllerContext, endpointsOf, networksById } from "./context.ts";
 import { resolvConf } from "./files.ts";
 
@@ -34,16 +35,19 @@ export function publishEndpoint(
   net: NetworkRecord,
 ): void {
   if (!ctx.resolver || !ep.ifname) return;
+  // the gateway endpoint is anonymous (libnetwork: CreateOptionAnonymous): it counts for
+  // forwarding, but gives no names, so none leaks between overlays through it
+  const anonymous = net.name === GWBRIDGE && net.driver === "bridge";
   try {
     ctx.resolver.upsertEndpoint({
       sandboxId: sb.id,
-      sandboxName: sb.name,
-      hostname: sb.hostname,
+      sandboxName: anonymous ? "" : sb.name,
+      hostname: anonymous ? "" : sb.hostname,
       networkId: net.id,
       networkName: net.name,
       // no gateway: no way out (internal, or a macvlan network without a parent)
       internal: net.internal || (!ep.gateway && !ep.gatewayV6),
-      aliases: [...ep.aliases, ...ctx.services.aliasesOf(ep.id)],
+      aliases: anonymous ? [] : [...ep.aliases, ...ctx.services.aliasesOf(ep.id)],
       ipv4: ep.ipv4?.split("/")[0],
       ipv6: ep.ipv6?.split("/")[0],
     });

@@ -97,7 +97,7 @@ export class NetworkTable {
       }
       const target = `${ep.sandboxName}.${this.name}.`;
       for (const ip of [ep.ipv4, ep.ipv6]) {
-        if (!ip) continue;
+        if (!ip || !ep.sandboxName) continue; // an anonymous endpoint has no PTR either
         const parsed = tryParseIp(ip)!;
         const rev = reverseName(parsed.family, parsed.value);
         if (!this.#ptr.has(rev)) this.#ptr.set(rev, target);
