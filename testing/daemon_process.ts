@@ -129,10 +129,22 @@ export class DaemonProcess {
   readonly #drained: Promise<void>;
   exited: Deno.CommandStatus | undefined;
 
-  /** Starts `deno <denoArgs...> <args...>`; default: `cnm daemon ARGS`. */
-  constructor(args: string[], denoArgs: string[] = [...CNM, "daemon"]) {
-    const child = new Deno.Command(Deno.execPath(), {
-      args: [...denoArgs, ...args],
+  /**
+   * Starts `deno <denoArgs...> <args...>`; default: `cnm daemon ARGS`. With `netns`, the
+   * process runs inside that namespace (nsenter enters the network namespace only, then
+   * execs deno: the pid is the daemon's), as a daemon with `--store` must.
+   */
+  constructor(
+    args: string[],
+    denoArgs: string[] = [...CNM, "daemon"],
+    options: { netns?: string } = {},
+  ) {
+    const argv = [Deno.execPath(), ...denoArgs, ...args];
+    const [cmd, ...rest] = options.netns
+      ? ["nsenter", `--net=/run/netns/${options.netns}`, ...argv]
+      : argv;
+    const child = new Deno.Command(cmd, {
+      args: rest,
       cwd: ROOT,
       stdin: "null",
       stdout: "null",

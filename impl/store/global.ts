@@ -21,7 +21,7 @@
  * {@linkcode UnavailableError} naming the store.
  * @module
  */
-import { noop } from "cockatiel";
+import { ExponentialBackoff, noop } from "cockatiel";
 import { Etcd3, type IKeyValue, type Lease, type Watcher } from "etcd3";
 import {
   ConflictError,
@@ -44,6 +44,8 @@ export const VNI_OPTION = "com.docker.network.driver.overlay.vxlanid_list";
 const GLOBAL_POOL = { base: "10.0.0.0/8", size: 24 };
 /** Deadline of one store call (issue: operations that need the store fail within 2 s). */
 export const CALL_DEADLINE_MS = 2000;
+/** Pause before a new lease or a new publishing round after a failure. */
+const RETRY_MS = 500;
 /** How often a transaction that lost a race is tried again on fresh reads. */
 const RACE_RETRIES = 64;
 
@@ -127,6 +129,8 @@ export class GlobalStore {
   readonly #watchers: Watcher[] = [];
   readonly #log: (line: string) => void;
   #closed = false;
+  /** True from a lost lease until a new one is granted (logged once per outage). */
+  #leaseDown = false;
 
   private constructor(
     client: Etcd3,
@@ -154,8 +158,21 @@ export class GlobalStore {
     const client = new Etcd3({
       hosts: addr.endpoints.map((e) => `http://${e}`),
       dialTimeout: CALL_DEADLINE_MS,
+      // grpc-js backs off up to 120 s between reconnects by default: after an outage the
+      // store would stay "unavailable" long after etcd is back
+      grpcOptions: {
+        "grpc.initial_reconnect_backoff_ms": 100,
+        "grpc.max_reconnect_backoff_ms": 1000,
+      },
       // our own deadline and retries; no circuit breaker holding calls back after etcd returns
-      faultHandling: { host: () => noop, global: noop },
+      // a watch reconnects within a second of etcd's return (the default backs off to 30 s)
+      faultHandling: {
+        host: () => noop,
+        global: noop,
+        // etcd3 calls next() on it as on its own default (an ExponentialBackoff); only the
+        // declared types differ
+        watchBackoff: new ExponentialBackoff({ initialDelay: 100, maxDelay: 1000 }) as never,
+      },
       defaultCallOptions: (ctx) => ctx.isStream ? {} : { deadline: Date.now() + CALL_DEADLINE_MS },
     });
     try {
@@ -172,24 +189,44 @@ export class GlobalStore {
     return new GlobalStore(client, addr, options.host, options.ttl, options.log ?? (() => {}));
   }
 
-  /** A lease with keep-alive; when it is lost (etcd away past the TTL), a new one is made. */
+  /**
+   * A lease with keep-alive. When it is lost (etcd away past the TTL, or a grant that
+   * failed), a new one is made after a pause and this host's records are published under
+   * it again, retried until they are: a restarted etcd gets them back without a restart
+   * of the daemon.
+   */
   #newLease(): Lease {
     const lease = this.#client.lease(this.#ttl, { autoKeepAlive: true });
     lease.on("lost", (err) => {
-      if (this.#closed) return;
-      this.#log(`store ${this.url}: lease lost (${reason(err)}); publishing peers again`);
-      this.#lease = this.#newLease();
-      this.#republish().catch((e) =>
-        this.#log(`store ${this.url}: publishing peers failed: ${reason(e)}`)
-      );
+      if (this.#closed || lease !== this.#lease) return;
+      if (!this.#leaseDown) this.#log(`store ${this.url}: lease lost (${reason(err)})`);
+      this.#leaseDown = true;
+      setTimeout(() => {
+        if (this.#closed || lease !== this.#lease) return;
+        this.#lease = this.#newLease();
+        this.#republish();
+      }, RETRY_MS);
     });
     // the lease is granted lazily; an unreachable store is reported by the calls using it
-    lease.grant().catch(() => {});
+    lease.grant().then(() => {
+      if (this.#leaseDown && lease === this.#lease) {
+        this.#leaseDown = false;
+        this.#log(`store ${this.url}: new lease granted`);
+      }
+    }, () => {});
     return lease;
   }
 
-  async #republish(): Promise<void> {
-    for (const [k, v] of this.#mine) await this.#put(k, v);
+  /** Publishes this host's records again (after a new lease), retrying until it works. */
+  #republish(): void {
+    const lease = this.#lease;
+    (async () => {
+      for (const [k, v] of this.#mine) await this.#put(k, v);
+    })().catch(() => {
+      setTimeout(() => {
+        if (!this.#closed && lease === this.#lease) this.#republish();
+      }, RETRY_MS);
+    });
   }
 
   /** Runs one store call, turning a transport failure into an error naming the store. */
