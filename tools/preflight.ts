@@ -1,7 +1,8 @@
 /**
  * Makes sure the machine has what cnm needs: root, and the Debian packages that provide
- * `ip`, `nft`, `ping`, `dig`, `socat`, `nsenter` and `ss`. Missing packages are installed
- * with apt-get when possible; otherwise the exact missing pieces are named.
+ * `ip`, `nft`, `ping`, `dig`, `socat`, `nsenter`, `ss`, `etcd`, `etcdctl` and `iperf3`.
+ * Missing packages are installed with apt-get when possible (service starts forbidden, so
+ * etcd-server starts no system etcd); otherwise the exact missing pieces are named.
  * @module
  */
 
@@ -18,7 +19,34 @@ export const REQUIRED: Record<string, string> = {
   ps: "procps",
   curl: "curl",
   tcpdump: "tcpdump",
+  // the overlay's global store, run by the tests in a throwaway namespace (underlay.ts)
+  etcd: "etcd-server",
+  etcdctl: "etcd-client",
+  iperf3: "iperf3",
 };
+
+const POLICY_RC_D = "/usr/sbin/policy-rc.d";
+
+/**
+ * Forbids service starts while `f` runs (a policy-rc.d answering 101, which invoke-rc.d
+ * and deb-systemd-invoke honour), unless the machine has its own policy-rc.d.
+ */
+async function withoutServiceStarts(f: () => Promise<void>): Promise<void> {
+  try {
+    await Deno.writeTextFile(POLICY_RC_D, "#!/bin/sh\nexit 101\n", {
+      createNew: true,
+      mode: 0o755,
+    });
+  } catch (err) {
+    if (!(err instanceof Deno.errors.AlreadyExists)) throw err;
+    return await f(); // the machine's own policy-rc.d decides
+  }
+  try {
+    await f();
+  } finally {
+    await Deno.remove(POLICY_RC_D).catch(() => {});
+  }
+}
 
 async function have(cmd: string): Promise<boolean> {
   const r = await new Deno.Command("sh", {
@@ -51,12 +79,14 @@ export async function ensureMachine(needRoot: boolean): Promise<void> {
     const env = { DEBIAN_FRONTEND: "noninteractive" };
     const update = await new Deno.Command("apt-get", { args: ["update", "-qq"], env }).output();
     if (!update.success) console.error("cnm: apt-get update failed; trying the install anyway");
-    await new Deno.Command("apt-get", {
-      args: ["install", "-y", "-qq", "--no-install-recommends", ...packages],
-      env,
-      stdout: "inherit",
-      stderr: "inherit",
-    }).output();
+    await withoutServiceStarts(async () => {
+      await new Deno.Command("apt-get", {
+        args: ["install", "-y", "-qq", "--no-install-recommends", ...packages],
+        env,
+        stdout: "inherit",
+        stderr: "inherit",
+      }).output();
+    });
     missing = await missingCommands();
     if (missing.length === 0) return;
   }

@@ -757,6 +757,41 @@ export async function processesOf(opts: {
   return out;
 }
 
+/**
+ * The data dir of an etcd command line (argv as in /proc/PID/cmdline: `--data-dir D` or
+ * `--data-dir=D`), or undefined for any other program.
+ */
+export function etcdDataDir(argv: string[]): string | undefined {
+  if (argv[0]?.split("/").pop() !== "etcd") return undefined;
+  for (let i = 1; i < argv.length; i++) {
+    const a = argv[i].replace(/^--?/, "-");
+    if (a === "-data-dir") return argv[i + 1];
+    if (a.startsWith("-data-dir=")) return a.slice("-data-dir=".length);
+  }
+  return "default.etcd"; // etcd's default, relative to its working directory
+}
+
+/**
+ * etcd processes whose data dir is one of the run's temp entries (`TMP/<prefix>...`, as
+ * the underlay names it): a store started by us. They outlive their namespace's name
+ * (`ip netns del` leaves a running process's namespace alive), so a clean-up by namespace
+ * name alone misses them.
+ */
+export async function etcdProcessesOf(
+  prefix: string,
+  tmpDir = Deno.env.get("TMPDIR") ?? "/tmp",
+): Promise<{ pid: number; dataDir: string }[]> {
+  const under = `${tmpDir.replace(/(.)\/$/, "$1")}/${prefix}`;
+  const out: { pid: number; dataDir: string }[] = [];
+  for await (const e of Deno.readDir("/proc")) {
+    if (!/^\d+$/.test(e.name)) continue;
+    const cmdline = await Deno.readTextFile(`/proc/${e.name}/cmdline`).catch(() => "");
+    const dataDir = etcdDataDir(cmdline.replace(/\0+$/, "").split("\0"));
+    if (dataDir?.startsWith(under)) out.push({ pid: Number(e.name), dataDir });
+  }
+  return out.sort((a, b) => a.pid - b.pid);
+}
+
 // ---------------------------------------------------------------------------------------
 // differences
 

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import {
   diffSnapshots,
+  etcdDataDir,
   harnessItems,
   normaliseAddrs,
   normaliseIptablesSave,
@@ -338,6 +339,17 @@ Deno.test("diffSnapshots: shared places count only the run's own names; allow li
       "mount /run/netns/x nsfs",
     ],
   );
+});
+
+Deno.test("etcdDataDir: etcd's data dir in either flag spelling; other programs none", () => {
+  const d = "/tmp/cnmt-aaaaaa-etcd-x1/data";
+  assert.equal(etcdDataDir(["etcd", "--name", "s1", "--data-dir", d]), d);
+  assert.equal(etcdDataDir(["/usr/bin/etcd", `--data-dir=${d}`, "--enable-v2=true"]), d);
+  assert.equal(etcdDataDir(["etcd", "-data-dir", d]), d);
+  assert.equal(etcdDataDir(["etcd", "--name", "s1"]), "default.etcd");
+  assert.equal(etcdDataDir(["etcdctl", "--data-dir", d]), undefined);
+  assert.equal(etcdDataDir(["sh", "-c", `etcd --data-dir ${d}`]), undefined);
+  assert.equal(etcdDataDir([]), undefined);
 });
 
 // ---------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@
  */
 import type { Host } from "../impl.ts";
 import { type Responders, startResponders } from "../probes/mod.ts";
+import { etcdProcessesOf } from "./audit.ts";
 import { exec, run } from "./exec.ts";
 
 /**
@@ -218,8 +219,9 @@ export async function listNetns(): Promise<string[]> {
 
 /**
  * Removes everything of a run (or of every run, with the bare `cnmt-` prefix): processes
- * inside its namespaces first, then the namespaces, their /etc/netns directories and the
- * state directories under the temp dir. Returns what it removed.
+ * inside its namespaces first, then the namespaces, etcd processes on the run's data dirs,
+ * the /etc/netns directories and the state directories under the temp dir. Returns what it
+ * removed.
  */
 export async function removeByPrefix(prefix: string): Promise<string[]> {
   const removed: string[] = [];
@@ -234,7 +236,16 @@ export async function removeByPrefix(prefix: string): Promise<string[]> {
     const r = await exec(["ip", "netns", "del", name]);
     if (r.code === 0) removed.push(`netns ${name}`);
   }
-  for (const dir of ["/etc/netns", Deno.env.get("TMPDIR") ?? "/tmp"]) {
+  const tmp = Deno.env.get("TMPDIR") ?? "/tmp";
+  // an underlay's etcd whose namespace is gone by name: it still runs (and keeps that
+  // namespace alive), on a data dir about to be removed
+  for (const p of await etcdProcessesOf(prefix, tmp)) {
+    try {
+      Deno.kill(p.pid, "SIGKILL");
+      removed.push(`process ${p.pid} etcd --data-dir ${p.dataDir}`);
+    } catch { /* gone */ }
+  }
+  for (const dir of ["/etc/netns", tmp]) {
     try {
       for await (const e of Deno.readDir(dir)) {
         if (!e.name.startsWith(prefix)) continue;

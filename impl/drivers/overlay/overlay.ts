@@ -54,6 +54,8 @@ interface NetState extends OverlayNetwork {
   joined: Set<string>;
   /** Remote peers programmed into the namespace, by endpoint id. */
   programmed: Map<string, Peer>;
+  /** A programming round is queued (events since then are in `remote` already). */
+  scheduled?: boolean;
 }
 
 /** Parses the driver options of a network; throws InvalidArgumentError. */
@@ -169,10 +171,14 @@ export function createOverlayDriver(options: OverlayDriverOptions): NetworkDrive
     else byEp.delete(p.endpointId);
     remote.set(p.networkId, byEp);
     const n = nets.get(p.networkId);
-    if (n) {
-      serial(() => program(n)).catch((err) =>
-        log(`overlay: programming peers of ${n.name} failed: ${err}`)
-      );
+    // Coalesced: a burst of events (many hosts connecting at once) costs one programming
+    // round per network, not two commands per event.
+    if (n && !n.scheduled) {
+      n.scheduled = true;
+      serial(() => {
+        n.scheduled = false;
+        return program(n);
+      }).catch((err) => log(`overlay: programming peers of ${n.name} failed: ${err}`));
     }
   }
 
