@@ -87,6 +87,13 @@ export interface Host {
   dnsUpstreams: string[];
   /** A scratch directory for the implementation's state (removed after the run). */
   stateDir: string;
+  /**
+   * Set on the hosts of a multi-host underlay only (profile `overlay`): the host's address
+   * on the underlay (`203.0.113.1`, no prefix length) and the cluster store's client URL
+   * (`http://203.0.113.254:2379`, a real etcd 3.4 with the v2 API on). Such a host has no
+   * store of its own: the implementation must run inside the host namespace, on the store.
+   */
+  underlay?: { address: string; store: string };
 }
 
 /** A network to create (Docker's `network create`). */
@@ -191,6 +198,12 @@ export interface Implementation extends AsyncDisposable {
   addBackend?(service: string, sandbox: string): Promise<void>;
   removeBackend?(service: string, sandbox: string): Promise<void>;
   removeService?(name: string): Promise<void>;
+  /**
+   * Kills the implementation on a host at once (SIGKILL: a machine lost), after which the
+   * harness takes the host's underlay link down. Returns how long, in ms, the other hosts
+   * may take to notice (its store lease's TTL). `restart(host, "kill")` brings it back.
+   */
+  stopHost?(host: string): Promise<number>;
   /** Restarts the implementation on a host; sandboxes and networks must survive. */
   restart?(host: string, how: "graceful" | "kill"): Promise<void>;
   /**

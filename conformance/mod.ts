@@ -24,7 +24,9 @@ import {
   snapshotMachine,
   snapshotNetns,
 } from "./harness/audit.ts";
+import { exec } from "./harness/exec.ts";
 import { createHost, type HarnessHost, removeByPrefix, stopHost } from "./harness/hosts.ts";
+import { createUnderlay, etcdctlArgv, type Underlay } from "./harness/underlay.ts";
 import {
   type AdapterFactory,
   type Capability,
@@ -76,6 +78,7 @@ export const PROFILE_BUDGET_MS: Record<string, number> = {
   dns: 15_000,
   lb: 15_000,
   macvlan: 15_000,
+  overlay: 30_000,
 };
 
 /**
@@ -250,6 +253,32 @@ function hostNamespaces(h: HarnessHost): [string, string][] {
   ];
 }
 
+/** How many hosts the underlay of a multi-host run has (node loss needs two survivors). */
+export const CLUSTER_HOSTS = 3;
+
+/** The underlay's own namespaces: its bridge and the store's (etcd runs there). */
+function clusterNamespaces(ul: Underlay): [string, string][] {
+  return [
+    ["underlay bridge", `/run/netns/${ul.netns}`],
+    ["underlay store", `/run/netns/${ul.storeNetns}`],
+  ];
+}
+
+/**
+ * The keys in the cluster store, as audit items (`key K`): what an implementation keeps
+ * there is residue once it is torn down, as much as a link is. Undefined while etcd is down.
+ */
+async function storeKeys(ul: Underlay): Promise<NsSnapshot | undefined> {
+  const t0 = performance.now();
+  const r = await exec(
+    etcdctlArgv(ul.storeNetns, ul.storeUrl, ["get", "", "--prefix", "--keys-only"]),
+    { timeoutMs: 5_000, env: { ETCDCTL_API: "3" } },
+  );
+  if (r.code !== 0) return undefined;
+  const items = new Set(r.stdout.split("\n").filter(Boolean).map((k) => `key ${k}`));
+  return { source: "store", items, errors: [], ms: performance.now() - t0 };
+}
+
 /**
  * One priming cycle on a host: a (dual-stack, when declared) network, a sandbox, a connect
  * with a published port and their removal, so first-use objects (an engine's chains, a
@@ -280,6 +309,27 @@ async function prime(impl: Implementation, host: HarnessHost, caps: Set<Capabili
   } finally {
     await impl.removeNetwork(net);
   }
+  if (!host.underlay) return;
+  // an overlay connect makes the host's first-use objects of that driver (docker_gwbridge,
+  // the VXLAN port's sysctls): they belong to "before" too
+  const ov = `${host.prefix}-prime-ov`.slice(-40);
+  await impl.createNetwork({
+    name: ov,
+    driver: "overlay",
+    host: host.name,
+    subnet: "10.211.254.0/24",
+  });
+  try {
+    await impl.createSandbox({ name: sb, host: host.name });
+    try {
+      await impl.connect(sb, ov);
+      await impl.disconnect(sb, ov);
+    } finally {
+      await impl.removeSandbox(sb);
+    }
+  } finally {
+    await impl.removeNetwork(ov);
+  }
 }
 
 /** Runs the suite. */
@@ -300,6 +350,8 @@ export async function runConformance(opts: RunOptions): Promise<RunResult> {
     const factory = await loadAdapter(spec);
     let impl: Implementation | undefined;
     const hosts: HarnessHost[] = [];
+    let cluster: Underlay | undefined;
+    let storeBefore: NsSnapshot | undefined;
     let rootBefore: NsSnapshot | undefined;
     let machineBefore: NsSnapshot | undefined;
     const hostBefore = new Map<string, NsSnapshot>();
@@ -311,6 +363,13 @@ export async function runConformance(opts: RunOptions): Promise<RunResult> {
     };
     try {
       hosts.push(await createHost(prefix, "h1"));
+      if (cases.some((c) => c.needs.includes("multi-host"))) {
+        // hosts o1..o3 on an underlay with a real etcd, besides h1 (other profiles keep h1)
+        cluster = await createUnderlay({ prefix: `${prefix}-o`, hosts: CLUSTER_HOSTS, log });
+        for (const [i, host] of cluster.hosts.entries()) {
+          hosts.push(await createHost(prefix, `o${i + 1}`, { cluster, host }));
+        }
+      }
       // the harness's own hosts belong to "before"
       rootBefore = await snapshotNetns();
       machineBefore = await snapshotMachine();
@@ -325,11 +384,19 @@ export async function runConformance(opts: RunOptions): Promise<RunResult> {
       implNames.push(impl.name);
       for (const h of hosts) await impl.addHost(h);
       const caps = await impl.capabilities();
-      for (const h of hosts) await prime(impl, h, caps);
+      // an implementation without multi-host may leave the underlay's hosts alone
+      const judgedHosts = hosts.filter((h) => !h.underlay || caps.has("multi-host"));
+      for (const h of judgedHosts) await prime(impl, h, caps);
       for (const h of hosts) {
         for (const [where, path] of hostNamespaces(h)) {
           hostBefore.set(where, await snapshotNetns(path));
         }
+      }
+      if (cluster) {
+        for (const [where, path] of clusterNamespaces(cluster)) {
+          hostBefore.set(where, await snapshotNetns(path));
+        }
+        storeBefore = await storeKeys(cluster);
       }
       // a capability the adapter found this machine lacking is not had here: its cases SKIP
       // with the precondition's reason
@@ -405,13 +472,20 @@ export async function runConformance(opts: RunOptions): Promise<RunResult> {
       ]);
       const audit = async (): Promise<string[]> => {
         const found: string[] = [];
-        for (const h of hosts) {
-          for (const [where, path] of hostNamespaces(h)) {
-            const before = hostBefore.get(where);
-            if (!before) continue;
-            const after = await snapshotNetns(path).catch(() => undefined);
-            if (after) found.push(...diffSnapshots(before, after, where));
-          }
+        const places = [
+          ...hosts.flatMap(hostNamespaces),
+          ...(cluster ? clusterNamespaces(cluster) : []),
+        ];
+        for (const [where, path] of places) {
+          const before = hostBefore.get(where);
+          if (!before) continue;
+          const after = await snapshotNetns(path).catch(() => undefined);
+          if (after) found.push(...diffSnapshots(before, after, where));
+        }
+        if (cluster && storeBefore) {
+          const after = await storeKeys(cluster);
+          if (!after) found.push(`! store: etcd at ${cluster.storeUrl} does not answer`);
+          else found.push(...diffSnapshots(storeBefore, after, "store"));
         }
         if (rootBefore) found.push(...diffSnapshots(rootBefore, await snapshotNetns(), "root"));
         if (machineBefore) {
@@ -425,8 +499,9 @@ export async function runConformance(opts: RunOptions): Promise<RunResult> {
         found.push(
           ...await processesOf({
             prefix,
-            netnsPaths: hosts.flatMap((h) => hostNamespaces(h).map(([, p]) => p)),
-            exclude: harnessPids,
+            netnsPaths: places.map(([, p]) => p),
+            // etcd (the harness's, its pid changes when a case restarts it)
+            exclude: [...harnessPids, ...(cluster?.storePid ? [cluster.storePid] : [])],
           }),
         );
         return found;
@@ -443,6 +518,11 @@ export async function runConformance(opts: RunOptions): Promise<RunResult> {
       if (found.length) anyFailure = true;
       for (const h of hosts) await stopHost(h);
       if (!(opts.keepOnFailure && anyFailure)) {
+        try {
+          await cluster?.[Symbol.asyncDispose]();
+        } catch (err) {
+          residue.push(`${tag}${err instanceof Error ? err.message : err}`);
+        }
         // the harness's own namespaces and scratch directories are not worth reporting
         const own = new Set(hosts.flatMap((h) => [
           `netns ${h.netns}`,
@@ -450,6 +530,7 @@ export async function runConformance(opts: RunOptions): Promise<RunResult> {
           `netns ${h.lanNetns}`,
           h.stateDir,
         ]));
+        for (const ns of cluster?.namespaces ?? []) own.add(`netns ${ns}`);
         forced.push(
           ...(await removeByPrefix(prefix)).filter((f) => !own.has(f)).map((f) => `${tag}${f}`),
         );

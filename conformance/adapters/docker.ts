@@ -96,6 +96,9 @@ export class DockerAdapter implements Implementation {
   }
 
   async addHost(host: Host): Promise<void> {
+    // no classic cluster-store mode here yet (no multi-host, no overlay): an underlay's host
+    // is left alone, and the cases needing it SKIP
+    if (host.underlay) return;
     const external = this.#opts.options["docker-host"];
     let engine: Engine;
     if (external) {

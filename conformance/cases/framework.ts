@@ -217,8 +217,8 @@ export interface CaseContext {
     base: string,
     spec?: Omit<NetworkSpec, "name">,
   ): Promise<{ name: string; subnet: string; gateway?: string }>;
-  /** Creates a sandbox (unique name from `base`), removed after the case. */
-  sandbox(base: string, hostname?: string): Promise<Sandbox>;
+  /** Creates a sandbox (unique name from `base`, on `host` or the first), removed after. */
+  sandbox(base: string, hostname?: string, host?: string): Promise<Sandbox>;
   /** Connects a sandbox to a network the case created (by its full name). */
   connect(sb: Sandbox, network: string, spec?: ConnectSpec): Promise<EndpointInfo>;
   /** Disconnects a sandbox (and forgets the endpoint). */
@@ -577,9 +577,9 @@ export function createContext(options: {
       defer(() => impl.removeNetwork(name));
       return created;
     },
-    async sandbox(base, hostname) {
+    async sandbox(base, hostname, host) {
       const name = `${tag}-${base}`;
-      const info = await impl.createSandbox({ name, hostname });
+      const info = await impl.createSandbox({ name, hostname, ...(host ? { host } : {}) });
       defer(() => impl.removeSandbox(name));
       return { ...info, endpoints: {} };
     },

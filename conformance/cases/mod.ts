@@ -10,6 +10,7 @@ import { ipv6Cases } from "./ipv6.ts";
 import { lbCases } from "./lb.ts";
 import { lifecycleCases } from "./lifecycle.ts";
 import { macvlanCases } from "./macvlan.ts";
+import { overlayCases } from "./overlay.ts";
 import { portCases } from "./port.ts";
 
 export type { Case } from "./framework.ts";
@@ -24,4 +25,5 @@ export const CATALOGUE: Case[] = [
   ...dnsCases,
   ...lbCases,
   ...macvlanCases,
+  ...overlayCases,
 ];

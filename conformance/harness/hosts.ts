@@ -9,6 +9,7 @@ import type { Host } from "../impl.ts";
 import { type Responders, startResponders } from "../probes/mod.ts";
 import { etcdProcessesOf } from "./audit.ts";
 import { exec, run } from "./exec.ts";
+import type { Underlay, UnderlayHost } from "./underlay.ts";
 
 /**
  * Host side and outside side of the "outside" link. The host has a second address on it
@@ -61,6 +62,8 @@ export interface HarnessHost extends Host {
    * egress checks and for positive controls.
    */
   responders: Responders[];
+  /** For a host of a multi-host underlay: that underlay (store outage, host links). */
+  cluster?: Underlay;
 }
 
 /** Starts the stub upstream resolver on the world side of the outside link. */
@@ -122,12 +125,20 @@ export async function addNetns(name: string): Promise<void> {
   await run(["ip", "-n", name, "link", "set", "lo", "up"]);
 }
 
-/** Creates host `name` of run `prefix`: `<prefix>-<name>` and `<prefix>-<name>-out`. */
-export async function createHost(prefix: string, name: string): Promise<HarnessHost> {
-  const netns = `${prefix}-${name}`;
+/**
+ * Creates host `name` of run `prefix`: `<prefix>-<name>` and `<prefix>-<name>-out`. With
+ * `on`, the host namespace is an underlay's host (made already, and removed with the
+ * underlay): the host gets its outside and LAN links there, and the underlay's addresses.
+ */
+export async function createHost(
+  prefix: string,
+  name: string,
+  on?: { cluster: Underlay; host: UnderlayHost },
+): Promise<HarnessHost> {
+  const netns = on?.host.netns ?? `${prefix}-${name}`;
   const outside = `${prefix}-${name}-out`;
   const stateDir = await Deno.makeTempDir({ prefix: `${prefix}-${name}-` });
-  await addNetns(netns);
+  if (!on) await addNetns(netns);
   await addNetns(outside);
   const gw = OUTSIDE.world.split("/")[0];
   await run([
@@ -205,6 +216,12 @@ export async function createHost(prefix: string, name: string): Promise<HarnessH
     lanNetns: lan,
     lanNetnsPath: `/run/netns/${lan}`,
     responders,
+    ...(on
+      ? {
+        underlay: { address: on.host.address, store: on.cluster.storeUrl },
+        cluster: on.cluster,
+      }
+      : {}),
   };
 }
 

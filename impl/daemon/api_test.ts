@@ -68,7 +68,7 @@ Deno.test("api: GET /info reports the daemon's facts and drivers", async () => {
     hostNetns: "h",
     prefix: "t",
     pid: 4242,
-    drivers: ["bridge", "host", "macvlan", "nope", "null"],
+    drivers: ["bridge", "host", "macvlan", "nope", "null", "overlay"],
   });
 });
 
