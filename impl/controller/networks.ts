@@ -147,16 +147,8 @@ async function createGlobalNetwork(
   if (opts.ipv6 || opts.ipv6Subnet || opts.ipv6Gateway) {
     throw new InvalidArgumentError(`IPv6 on a ${driver.type} network is not supported`);
   }
-  if (!opts.subnet && (opts.gateway || opts.ipRange)) {
-    throw new InvalidArgumentError(`a gateway or ip-range needs a subnet`);
-  }
-  if (opts.subnet) checkSubnet(4, opts.subnet, opts.gateway);
-  if (opts.ipRange && opts.subnet) {
-    const range = Prefix.parse(opts.ipRange, "ip-range");
-    if (!range.within(Prefix.parse(opts.subnet))) {
-      throw new InvalidArgumentError(`ip-range ${opts.ipRange} is outside subnet ${opts.subnet}`);
-    }
-  }
+  // overlaps with other global networks are the store's to refuse, in its transaction
+  checkIpamFlags(opts);
   const base = {
     id: newId(),
     name: opts.name,
@@ -228,16 +220,15 @@ function checkSubnet(family: 4 | 6, subnet: string, gateway: string | undefined)
   return p;
 }
 
-/** Checks the IPv4 IPAM flags before anything is allocated. */
-function checkIpamInput(
-  opts: NetworkCreateOptions,
-  all: NetworkRecord[],
-  driver: NetworkDriver,
-): void {
+/**
+ * Checks the IPv4 IPAM flags on their own: a gateway or range needs a subnet, the gateway
+ * and the range lie inside it. Returns the subnet, if one was given.
+ */
+function checkIpamFlags(opts: NetworkCreateOptions): Prefix | undefined {
   if (!opts.subnet && (opts.gateway || opts.ipRange)) {
     throw new InvalidArgumentError(`a gateway or ip-range needs a subnet`);
   }
-  if (!opts.subnet) return;
+  if (!opts.subnet) return undefined;
   const subnet = checkSubnet(4, opts.subnet, opts.gateway);
   if (opts.ipRange) {
     const range = Prefix.parse(opts.ipRange, "ip-range");
@@ -245,6 +236,17 @@ function checkIpamInput(
       throw new InvalidArgumentError(`ip-range ${opts.ipRange} is outside subnet ${subnet}`);
     }
   }
+  return subnet;
+}
+
+/** Checks the IPv4 IPAM flags before anything is allocated, and overlaps with local networks. */
+function checkIpamInput(
+  opts: NetworkCreateOptions,
+  all: NetworkRecord[],
+  driver: NetworkDriver,
+): void {
+  const subnet = checkIpamFlags(opts);
+  if (!subnet) return;
   // Nicer message than the IPAM's, naming the network (the IPAM check stays the backstop).
   for (const other of all) {
     for (const c of other.ipv4) {

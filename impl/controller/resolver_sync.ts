@@ -27,6 +27,15 @@ export function sandboxResolvConf(ctx: ControllerContext, hostResolv: string | u
   return ctx.resolver ? EMBEDDED_RESOLV_CONF : resolvConf(ctx.dns, hostResolv);
 }
 
+/**
+ * Whether an endpoint gives no external access, for the resolver's forwarding: no gateway is
+ * no way out (internal, a macvlan network without a parent, an overlay without the gateway
+ * bridge). Every host computes it the same way, so its tables agree.
+ */
+function noWayOut(net: NetworkRecord, ep: EndpointRecord): boolean {
+  return net.internal || (!ep.gateway && !ep.gatewayV6);
+}
+
 /** Tells the resolver about an endpoint: its names on its network (§4.2). */
 export function publishEndpoint(
   ctx: ControllerContext,
@@ -45,8 +54,7 @@ export function publishEndpoint(
       hostname: anonymous ? "" : sb.hostname,
       networkId: net.id,
       networkName: net.name,
-      // no gateway: no way out (internal, or a macvlan network without a parent)
-      internal: net.internal || (!ep.gateway && !ep.gatewayV6),
+      internal: noWayOut(net, ep),
       aliases: anonymous ? [] : [...ep.aliases, ...ctx.services.aliasesOf(ep.id)],
       ipv4: ep.ipv4?.split("/")[0],
       ipv6: ep.ipv6?.split("/")[0],
@@ -103,7 +111,7 @@ export async function shareNames(
     endpointId: ep.id,
     host: ctx.global.host,
     networkName: net.name,
-    internal: net.internal || (!ep.gateway && !ep.gatewayV6),
+    internal: noWayOut(net, ep),
     sandboxName: sb.name,
     hostname: sb.hostname,
     aliases: [...ep.aliases],

@@ -239,7 +239,7 @@ export async function startDaemon(
         log(`created host namespace ${config.netns}`);
       }
     }
-    if (config.globalStore && config.netns) requireInNetns(config.netns);
+    if (config.globalStore && config.netns) requireInNetns(new Kernel({ log }), config.netns);
     controller = await openController({
       globalStore: config.globalStore,
       hostNetns: config.netns,
@@ -375,11 +375,15 @@ export async function runDaemon(
  * makes its sockets there; entering another namespace around them does not move them,
  * measured): with `--store` and `--netns`, the daemon must run inside that namespace.
  */
-function requireInNetns(netns: string): void {
-  if (currentNetnsInode() !== netnsInode(`/run/netns/${netns}`)) {
+function requireInNetns(kernel: Kernel, netns: string): void {
+  if (currentNetnsInode() !== netnsInode(kernel.netnsPath(netns))) {
+    // nsenter, not `ip netns exec`: that one also gives the daemon a mount namespace of its
+    // own, where the sandboxes' /run/netns mounts it makes are not seen from outside
     throw new CnmError(
       "invalid",
-      `--store with --netns ${netns}: run the daemon inside ${netns} (ip netns exec ${netns} cnm daemon ...), so its store connections leave from there`,
+      `--store with --netns ${netns}: run the daemon inside ${netns} (nsenter --net=${
+        kernel.netnsPath(netns)
+      } cnm daemon ...), so its store connections leave from there`,
     );
   }
 }

@@ -292,24 +292,19 @@ export class Kernel {
    * Runs an ip batch in a namespace, continuing past errors (for idempotent deletes).
    * Resolves to true when every line succeeded.
    */
-  async ipForce(netns: string | undefined, lines: string[]): Promise<boolean> {
-    if (lines.length === 0) return true;
-    const r = await this.runner.run({
-      argv: this.ipArgv(netns, "-force", "-batch", "-"),
-      stdin: lines.join("\n") + "\n",
-      allowFail: true,
-    });
-    return r.code === 0;
+  ipForce(netns: string | undefined, lines: string[]): Promise<boolean> {
+    return this.#forceBatch(this.ipArgv(netns, "-force", "-batch", "-"), lines);
   }
 
   /** Runs a `bridge -force -batch` in a namespace; true when every line succeeded. */
-  async bridgeForce(netns: string | undefined, lines: string[]): Promise<boolean> {
+  bridgeForce(netns: string | undefined, lines: string[]): Promise<boolean> {
+    return this.#forceBatch(this.inNetns(netns, ["bridge", "-force", "-batch", "-"]), lines);
+  }
+
+  /** Runs a `-force -batch` command on `lines`; true when every line succeeded. */
+  async #forceBatch(argv: string[], lines: string[]): Promise<boolean> {
     if (lines.length === 0) return true;
-    const r = await this.runner.run({
-      argv: this.inNetns(netns, ["bridge", "-force", "-batch", "-"]),
-      stdin: lines.join("\n") + "\n",
-      allowFail: true,
-    });
+    const r = await this.runner.run({ argv, stdin: lines.join("\n") + "\n", allowFail: true });
     return r.code === 0;
   }
 
