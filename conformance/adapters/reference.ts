@@ -18,6 +18,7 @@ import {
   type SandboxSpec,
   type ServiceSpec,
 } from "../impl.ts";
+import { RUN_DIR } from "../harness/audit.ts";
 import { exec } from "../harness/exec.ts";
 import { answers, spawnLogged, stopProcess, waitReady } from "./process.ts";
 
@@ -158,8 +159,15 @@ export class ReferenceAdapter implements Implementation {
 
   async #stop(d: Daemon, signal: Deno.Signal): Promise<void> {
     if (!d.child) return;
+    const pid = d.child.pid;
     await stopProcess(d.child, signal);
     d.child = undefined;
+    // a daemon stopped cleanly removes its prefix lock (`/run/cnm/PREFIX.lock`: pid, state
+    // dir); a killed one cannot, and the file would outlive the run: it goes here, if it is
+    // still the one this daemon wrote
+    const lock = `${RUN_DIR}/${d.host.prefix}.lock`;
+    const text = await Deno.readTextFile(lock).catch(() => "");
+    if (text.split("\n")[0] === String(pid)) await Deno.remove(lock).catch(() => {});
   }
 
   #daemon(host?: string): Daemon {

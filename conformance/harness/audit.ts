@@ -611,6 +611,9 @@ async function entries(dir: string, errors: string[]): Promise<string[]> {
   return names.sort();
 }
 
+/** Where the reference daemon keeps its prefix locks (`cnm daemon`'s run directory). */
+export const RUN_DIR = "/run/cnm";
+
 /** Directories where Docker looks for network/IPAM plugins (sockets and specs). */
 const PLUGIN_DIRS = ["/run/docker/plugins", "/etc/docker/plugins", "/usr/lib/docker/plugins"];
 
@@ -624,6 +627,8 @@ const PLUGIN_DIRS = ["/run/docker/plugins", "/etc/docker/plugins", "/usr/lib/doc
  * - `tmp DIR/NAME`: entries of `tmpDir` (default `$TMPDIR` or /tmp) starting with
  *   `tmpPrefix` (default `cnmt-`)
  * - `plugin DIR/NAME`: entries of Docker's plugin directories that exist
+ * - `run /run/cnm/NAME`: entries of /run/cnm starting with `tmpPrefix` (a reference
+ *   daemon's prefix lock, which a killed daemon leaves for its killer to remove)
  */
 export async function snapshotMachine(
   opts: { tmpDir?: string; tmpPrefix?: string } = {},
@@ -632,10 +637,11 @@ export async function snapshotMachine(
   const errors: string[] = [];
   const tmp = (opts.tmpDir ?? Deno.env.get("TMPDIR") ?? "/tmp").replace(/(.)\/$/, "$1");
   const tmpPrefix = opts.tmpPrefix ?? "cnmt-";
-  const [netns, etc, tmpNames, plugins, mounts] = await Promise.all([
+  const [netns, etc, tmpNames, runNames, plugins, mounts] = await Promise.all([
     entries("/run/netns", errors),
     entries("/etc/netns", errors),
     entries(tmp, errors),
+    entries(RUN_DIR, errors),
     Promise.all(
       PLUGIN_DIRS.map(async (d) => (await entries(d, errors)).map((n) => `plugin ${d}/${n}`)),
     ),
@@ -648,6 +654,7 @@ export async function snapshotMachine(
     ...netns.map((n) => `netns ${n}`),
     ...etc.map((n) => `/etc/netns/${n}`),
     ...tmpNames.filter((n) => n.startsWith(tmpPrefix)).map((n) => `tmp ${tmp}/${n}`),
+    ...runNames.filter((n) => n.startsWith(tmpPrefix)).map((n) => `run ${RUN_DIR}/${n}`),
     ...plugins.flat(),
     ...numberCopies(normaliseMounts(mounts)),
   ];

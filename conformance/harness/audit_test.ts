@@ -13,6 +13,7 @@ import {
   normaliseSysctl,
   type NsSnapshot,
   processesOf,
+  RUN_DIR,
   snapshotMachine,
   snapshotNetns,
   sysctlInterface,
@@ -548,16 +549,24 @@ Deno.test({
     const before = await snapshotMachine();
     await withNetns(async (name) => {
       const dir = await Deno.makeTempDir({ prefix: `${name}-` });
+      // a killed daemon's prefix lock, as the reference daemon leaves it
+      const lock = `${RUN_DIR}/${name}-h1.lock`;
+      await Deno.mkdir(RUN_DIR, { recursive: true });
+      await Deno.writeTextFile(lock, "1\n/tmp/x\n");
       try {
         const after = await snapshotMachine();
         const d = diffSnapshots(before, after, "machine", { prefix: name });
         assert.ok(d.includes(`+ machine: netns ${name}`), d.join("\n"));
         assert.ok(d.includes(`+ machine: mount /run/netns/${name} nsfs`), d.join("\n"));
         assert.ok(d.some((l) => l === `+ machine: tmp ${dir}`), d.join("\n"));
+        assert.ok(d.includes(`+ machine: run ${lock}`), d.join("\n"));
+        await Deno.remove(lock);
         const allow = harnessItems({ netns: [name], dirs: [dir] });
-        assert.deepEqual(diffSnapshots(before, after, "machine", { prefix: name, allow }), []);
+        const clean = await snapshotMachine();
+        assert.deepEqual(diffSnapshots(before, clean, "machine", { prefix: name, allow }), []);
       } finally {
         await Deno.remove(dir, { recursive: true });
+        await Deno.remove(lock).catch(() => {});
       }
     });
   },

@@ -7,7 +7,7 @@
  */
 import type { Host } from "../impl.ts";
 import { type Responders, startResponders } from "../probes/mod.ts";
-import { etcdProcessesOf } from "./audit.ts";
+import { etcdProcessesOf, RUN_DIR } from "./audit.ts";
 import { exec, run } from "./exec.ts";
 import type { Underlay, UnderlayHost } from "./underlay.ts";
 
@@ -226,10 +226,14 @@ export async function createHost(
 }
 
 /** Names under /run/netns. */
-export async function listNetns(): Promise<string[]> {
+export function listNetns(): Promise<string[]> {
+  return entryNames("/run/netns");
+}
+
+async function entryNames(dir: string): Promise<string[]> {
   const names: string[] = [];
   try {
-    for await (const e of Deno.readDir("/run/netns")) names.push(e.name);
+    for await (const e of Deno.readDir(dir)) names.push(e.name);
   } catch { /* none yet */ }
   return names.sort();
 }
@@ -237,8 +241,9 @@ export async function listNetns(): Promise<string[]> {
 /**
  * Removes everything of a run (or of every run, with the bare `cnmt-` prefix): processes
  * inside its namespaces first, then the namespaces, etcd processes on the run's data dirs,
- * the /etc/netns directories and the state directories under the temp dir. Returns what it
- * removed.
+ * mounts under the run's temp dirs (a killed dockerd's), prefix locks in /run/cnm whose
+ * daemon is gone, the /etc/netns directories and the state directories under the temp dir.
+ * Returns what it removed.
  */
 export async function removeByPrefix(prefix: string): Promise<string[]> {
   const removed: string[] = [];
@@ -261,6 +266,25 @@ export async function removeByPrefix(prefix: string): Promise<string[]> {
       Deno.kill(p.pid, "SIGKILL");
       removed.push(`process ${p.pid} etcd --data-dir ${p.dataDir}`);
     } catch { /* gone */ }
+  }
+  // a killed dockerd leaves its overlay and nsfs mounts under its data dir in tmp: they
+  // go first (deepest first, lazily), else the dir cannot be removed
+  const mounts = (await Deno.readTextFile("/proc/self/mounts").catch(() => ""))
+    .split("\n").map((l) => l.split(" ")[1] ?? "")
+    .filter((m) => m.startsWith(`${tmp.replace(/\/$/, "")}/${prefix}`))
+    .sort((a, b) => b.length - a.length);
+  for (const m of mounts) {
+    if ((await exec(["umount", "-l", m])).code === 0) removed.push(`mount ${m}`);
+  }
+  // prefix locks of killed daemons (pid, then state dir); one whose daemon lives stays
+  for (const name of await entryNames(RUN_DIR)) {
+    if (!name.startsWith(prefix)) continue;
+    const pid = Number(
+      (await Deno.readTextFile(`${RUN_DIR}/${name}`).catch(() => "")).split("\n")[0],
+    );
+    if (pid > 0 && await Deno.stat(`/proc/${pid}`).then(() => true, () => false)) continue;
+    await Deno.remove(`${RUN_DIR}/${name}`).catch(() => {});
+    removed.push(`${RUN_DIR}/${name}`);
   }
   for (const dir of ["/etc/netns", tmp]) {
     try {
