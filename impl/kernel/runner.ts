@@ -18,6 +18,7 @@
  * @module
  */
 import { KernelCommandError } from "../model/errors.ts";
+import { runNftInProcess } from "./libnftables.ts";
 import { currentNetnsInode, withNetns } from "./setns.ts";
 
 /** A command to run: argv (never a shell string) and optional standard input. */
@@ -191,36 +192,15 @@ export function createProcessRunner(options: ProcessRunnerOptions = {}): Command
           await Deno.writeTextFile(batch, cmd.stdin);
           argv = [...argv.slice(0, -1), batch];
         }
-        const options: Omit<Deno.CommandOptions, "args"> = {
-          stdin: cmd.stdin === undefined || batch ? "null" : "piped",
-          stdout: "piped",
-          stderr: "piped",
-          signal,
-        };
-        let out: Deno.CommandOutput;
-        if (options.stdin === "piped") {
-          const child = spawnCommand(argv, options);
-          const writer = child.stdin.getWriter();
-          try {
-            await writer.write(encoder.encode(cmd.stdin));
-            await writer.close();
-          } catch {
-            // The command exited without reading all of its input (e.g. a missing
-            // namespace): its exit code and stderr say why.
-          }
-          out = await child.output();
-        } else {
-          out = await runCommand(argv, options);
-        }
-        result = {
-          code: out.code,
-          stdout: decoder.decode(out.stdout),
-          stderr: signal.aborted
-            ? `timed out after ${timeoutMs} ms${out.stderr.length ? "; " : ""}${
-              decoder.decode(out.stderr)
-            }`
-            : decoder.decode(out.stderr),
-        };
+        // nft transactions and listings run through libnftables when they can
+        // (libnftables.ts: 1.4 ms against 20-28 ms for an `nft` process, measured); there
+        // is no timeout to enforce, a transaction being one netlink exchange
+        const split = splitNetnsArgv(argv);
+        const inProcess = mayEnterNamespaces()
+          ? runNftInProcess(split?.path, split?.argv ?? argv)
+          : undefined;
+        if (inProcess) result = await inProcess;
+        else result = await runProcess(argv, cmd.stdin, batch !== undefined, signal, timeoutMs);
       } catch (err) {
         // Spawning itself failed (command not found, ...): report it as a failed command.
         result = {
@@ -231,13 +211,57 @@ export function createProcessRunner(options: ProcessRunnerOptions = {}): Command
       } finally {
         if (batch) await Deno.remove(batch).catch(() => {});
       }
-      const ms = (performance.now() - started).toFixed(1);
-      log(`kernel: ${cmd.argv.join(" ")} -> ${result.code} (${ms} ms)`);
-      if (result.code !== 0 && !cmd.allowFail) {
-        throw new KernelCommandError(cmd.argv, result.code, result.stderr || result.stdout);
+      return finish(result);
+
+      function finish(result: CommandResult): CommandResult {
+        const ms = (performance.now() - started).toFixed(1);
+        log(`kernel: ${cmd.argv.join(" ")} -> ${result.code} (${ms} ms)`);
+        if (result.code !== 0 && !cmd.allowFail) {
+          throw new KernelCommandError(cmd.argv, result.code, result.stderr || result.stdout);
+        }
+        return result;
       }
-      return result;
     },
+  };
+}
+
+/** Runs `argv` as a process to its end (its input from `stdin` unless it is in a file). */
+async function runProcess(
+  argv: string[],
+  stdin: string | undefined,
+  inFile: boolean,
+  signal: AbortSignal,
+  timeoutMs: number,
+): Promise<CommandResult> {
+  const options: Omit<Deno.CommandOptions, "args"> = {
+    stdin: stdin === undefined || inFile ? "null" : "piped",
+    stdout: "piped",
+    stderr: "piped",
+    signal,
+  };
+  let out: Deno.CommandOutput;
+  if (options.stdin === "piped") {
+    const child = spawnCommand(argv, options);
+    const writer = child.stdin.getWriter();
+    try {
+      await writer.write(encoder.encode(stdin));
+      await writer.close();
+    } catch {
+      // The command exited without reading all of its input (e.g. a missing
+      // namespace): its exit code and stderr say why.
+    }
+    out = await child.output();
+  } else {
+    out = await runCommand(argv, options);
+  }
+  return {
+    code: out.code,
+    stdout: decoder.decode(out.stdout),
+    stderr: signal.aborted
+      ? `timed out after ${timeoutMs} ms${out.stderr.length ? "; " : ""}${
+        decoder.decode(out.stderr)
+      }`
+      : decoder.decode(out.stderr),
   };
 }
 
