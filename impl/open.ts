@@ -4,7 +4,7 @@
  * driver; this is the one place that does. The top-level mod.ts re-exports it.
  * @module
  */
-import { type Controller, createController } from "./controller/mod.ts";
+import { type Controller, createController, retiredLinksJournal } from "./controller/mod.ts";
 import type { SandboxResolver } from "./controller/mod.ts";
 import { nftTableName } from "./controller/names.ts";
 import type { IpamDriver, NetworkDriver } from "./driver_api/mod.ts";
@@ -126,6 +126,10 @@ export async function openController(options: OpenControllerOptions): Promise<Co
     : undefined;
   const localIpam = options.ipam ?? createDefaultIpam({ localPools: options.defaultPools });
   try {
+    // deletions left to the background are journaled in the store; an earlier process's
+    // unfinished ones are finished before anything looks at the kernel
+    kernel.retired = retiredLinksJournal(store);
+    await kernel.settleRetired();
     return await createController({
       kernel,
       store,
@@ -138,6 +142,7 @@ export async function openController(options: OpenControllerOptions): Promise<Co
       log: options.log,
       resolver: resolver && options.wrapResolver ? options.wrapResolver(resolver) : resolver,
       onClose: async () => {
+        await kernel.settleRetired();
         await resolver?.close();
         await global?.close();
         store.close();

@@ -145,6 +145,20 @@ export async function hostResidue(hostNetns: string): Promise<string[]> {
   return out;
 }
 
+/**
+ * {@linkcode hostResidue} once it is empty, or as it is after `deadlineMs`: a removed
+ * bridge is renamed and deleted in the background (Kernel.retireLink), so the host
+ * namespace is empty again shortly after the call, not at its return.
+ */
+export async function settledHostResidue(hostNetns: string, deadlineMs = 2000): Promise<string[]> {
+  const end = Date.now() + deadlineMs;
+  for (;;) {
+    const left = await hostResidue(hostNetns);
+    if (left.length === 0 || Date.now() > end) return left;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 /** Namespaces and /etc/netns entries whose names start with `prefix`, except `keep`. */
 export async function prefixResidue(prefix: string, keep: string[] = []): Promise<string[]> {
   const out = (await listNetns()).filter((n) => n.startsWith(prefix) && !keep.includes(n))

@@ -14,6 +14,7 @@ import {
   ping,
   prefixResidue,
   removeNetnsByPrefix,
+  settledHostResidue,
   sh,
   tcpReach,
   testPrefix,
@@ -109,7 +110,7 @@ Deno.test({
       for (const n of ["a", "b", "c"]) await ctl.removeSandbox(n);
       await ctl.removeNetwork("red");
       await ctl.removeNetwork("blue");
-      assert.deepEqual(await hostResidue(host), []);
+      assert.deepEqual(await settledHostResidue(host), []);
       assert.deepEqual(await prefixResidue(prefix, [host]), []);
     }),
 });

@@ -205,13 +205,16 @@ export async function disconnect(
 /**
  * Takes one endpoint out of its sandbox: ports revoked, Leave, Delete, addresses released,
  * its services and DNS names dropped; with `reprogram`, the sandbox's routes and hosts file
- * follow. Returns the sandbox without the endpoint.
+ * follow; with `namespaceGoing` (the sandbox's removal, its interfaces down already), the
+ * drivers may leave its links to the namespace's deletion. Returns the sandbox without the
+ * endpoint.
  */
 export async function disconnectEndpoint(
   ctx: ControllerContext,
   sb: SandboxRecord,
   ep: EndpointRecord,
   reprogram: boolean,
+  namespaceGoing = false,
 ): Promise<SandboxRecord> {
   const nets = networksById(ctx);
   const net = nets.get(ep.networkId);
@@ -223,7 +226,7 @@ export async function disconnectEndpoint(
   const intentId = `disconnect:${ep.id}`;
   beginIntent(ctx, { id: intentId, op: "disconnect", endpointId: ep.id });
   try {
-    await takeOut(ctx, sb, ep, net, driver);
+    await takeOut(ctx, sb, ep, net, driver, namespaceGoing);
     if (reprogram) await programSandbox(ctx, before, after, updated, nets);
   } catch (err) {
     forgetIntent(ctx, intentId);
@@ -245,11 +248,12 @@ async function takeOut(
   ep: EndpointRecord,
   net: NetworkRecord | undefined,
   driver: NetworkDriver | undefined,
+  namespaceGoing: boolean,
 ): Promise<void> {
   if (driver && net) {
     // the other hosts stop answering its names first (a store that is away fails it here)
     await unshareNames(ctx, ep, net);
-    const req = joinRequest(sb, ep, net);
+    const req = { ...joinRequest(sb, ep, net), namespaceGoing: namespaceGoing || undefined };
     await driver.revokeExternalConnectivity({
       ...req,
       options: ep.published?.length ? { [PORTMAP_OPTION]: ep.published } : {},

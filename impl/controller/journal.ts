@@ -9,10 +9,12 @@
  * Network removal keeps libnetwork's own marker (`inDelete`, finished by restore()).
  * @module
  */
+import type { RetiredLinks } from "../kernel/kernel.ts";
 import type { UndoStack } from "../kernel/undo.ts";
 import type { IntentRecord } from "../model/objects.ts";
 import { type ControllerContext, networksById } from "./context.ts";
 import type { ReconcileItem } from "./reconcile.ts";
+import type { Store } from "../store/mod.ts";
 
 /** Writes an intent (one transaction); `undo`, when given, forgets it on a failure. */
 export function beginIntent(
@@ -27,6 +29,30 @@ export function beginIntent(
 /** Deletes an intent on its own (the operation failed and was undone in process). */
 export function forgetIntent(ctx: ControllerContext, id: string): void {
   ctx.store.transaction((tx) => tx.delete("intent", id));
+}
+
+/**
+ * The store's record of the links the kernel deletes in the background
+ * ({@linkcode Kernel.retireLink}): one `link-delete` intent each, written before the link is
+ * renamed and deleted once it is gone.
+ */
+export function retiredLinksJournal(store: Store): RetiredLinks {
+  const id = (netns: string | undefined, link: string) => `link-delete:${netns ?? ""}/${link}`;
+  return {
+    add(netns, link) {
+      store.transaction((tx) =>
+        tx.put("intent", { id: id(netns, link), op: "link-delete", netns, link })
+      );
+    },
+    remove(netns, link) {
+      store.transaction((tx) => tx.delete("intent", id(netns, link)));
+    },
+    list() {
+      return store.list("intent").flatMap((i) =>
+        i.op === "link-delete" ? [{ netns: i.netns, link: i.link }] : []
+      );
+    },
+  };
 }
 
 /** What settling one intent did, for the reconcile report. */

@@ -3,6 +3,7 @@
  * @module
  */
 export * from "./controller.ts";
+export { retiredLinksJournal } from "./journal.ts";
 export type {
   DriverReconcileHook,
   ReconcileItem,

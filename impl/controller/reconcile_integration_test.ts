@@ -10,13 +10,13 @@ import type { ReconcileItem } from "./reconcile.ts";
 import { openController } from "../open.ts";
 import {
   addNetns,
-  hostResidue,
   isRoot,
   listNetns,
   must,
   ping,
   prefixResidue,
   removeNetnsByPrefix,
+  settledHostResidue,
   testPrefix,
 } from "../../testing/mod.ts";
 
@@ -181,7 +181,7 @@ Deno.test({
       for (const n of ["r1", "r2", "b1", "b3"]) await ctl.removeSandbox(n);
       await ctl.removeNetwork("red");
       await ctl.removeNetwork("blue");
-      assert.deepEqual(await hostResidue(host), [], "the host namespace is empty again");
+      assert.deepEqual(await settledHostResidue(host), [], "the host namespace is empty again");
     } finally {
       await ctl?.close();
       await removeNetnsByPrefix(prefix);

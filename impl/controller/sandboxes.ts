@@ -106,8 +106,15 @@ export async function removeSandbox(ctx: ControllerContext, ref: string): Promis
   const intentId = `sandbox-rm:${sb.id}`;
   beginIntent(ctx, { id: intentId, op: "sandbox-rm", sandboxId: sb.id });
   try {
-    for (const ep of endpointsOf(ctx, sb).reverse()) {
-      sb = await disconnectEndpoint(ctx, sb, ep, false);
+    const eps = endpointsOf(ctx, sb).reverse();
+    // every interface down first, in one call: nothing answers for an address released
+    // below while the namespace (which deletes the links) is being cleaned up by the kernel
+    const named = eps.flatMap((ep) => ep.ifname ? [`link set dev ${ep.ifname} down`] : []);
+    if (named.length > 0 && await ctx.kernel.netnsExists(sb.netnsName)) {
+      await ctx.kernel.ipForce(sb.netnsName, named);
+    }
+    for (const ep of eps) {
+      sb = await disconnectEndpoint(ctx, sb, ep, false, true);
     }
     // its sockets would keep the namespace alive
     await ctx.resolver?.removeSandbox(sb.id);

@@ -9,7 +9,7 @@
  * through the API, the host namespace is empty). Real daemons, throwaway namespaces.
  */
 import assert from "node:assert/strict";
-import { hostResidue, isRoot, removeNetnsByPrefix, testPrefix } from "../../testing/mod.ts";
+import { isRoot, removeNetnsByPrefix, settledHostResidue, testPrefix } from "../../testing/mod.ts";
 import {
   type Api,
   checkAgrees,
@@ -192,7 +192,7 @@ Deno.test({
             await checkAgrees(s, host, prefix);
             // a consistent host: a second reconcile (a restart) has nothing to do
             await removeAll(api);
-            assert.deepEqual(await hostResidue(host), [], `the host is empty; ${where}`);
+            assert.deepEqual(await settledHostResidue(host), [], `the host is empty; ${where}`);
           } catch (err) {
             throw new Error(`${op.name}, ${where}`, { cause: err });
           }

@@ -8,7 +8,7 @@
  */
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { hostResidue, isRoot, removeNetnsByPrefix, testPrefix } from "../../testing/mod.ts";
+import { isRoot, removeNetnsByPrefix, settledHostResidue, testPrefix } from "../../testing/mod.ts";
 import { type Api, checkAgrees, removeAll, state } from "../../testing/consistency.ts";
 import { DaemonProcess, throwawayDaemonArgs, UnixApi } from "../../testing/daemon_process.ts";
 
@@ -99,7 +99,7 @@ Deno.test({
       assert.ok((byStatus.get(201) ?? 0) > 10, "the mix did real work");
       await checkAgrees(await state(api), host, prefix);
       await removeAll(api);
-      assert.deepEqual(await hostResidue(host), [], "the host is empty");
+      assert.deepEqual(await settledHostResidue(host), [], "the host is empty");
       assert.equal((await daemon.stop()).code, 0);
     } finally {
       await daemon.kill();

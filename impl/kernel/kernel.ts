@@ -110,6 +110,20 @@ export interface RouteInfo {
   dev?: string;
 }
 
+/**
+ * Where the links {@linkcode Kernel.retireLink} deletes in the background are recorded
+ * (durably: the controller's store), so that a process killed before a deletion finished
+ * has the next one finish it ({@linkcode Kernel.settleRetired}).
+ */
+export interface RetiredLinks {
+  add(netns: string | undefined, link: string): void;
+  remove(netns: string | undefined, link: string): void;
+  list(): { netns?: string; link: string }[];
+}
+
+/** Start of the name a retired link has until it is deleted (`cnmz` + 8 hex). */
+export const RETIRED_PREFIX = "cnmz";
+
 /** True when an `ip -batch` failed on its first line, so it changed nothing. */
 function failedOnFirstLine(err: unknown): boolean {
   return err instanceof KernelCommandError && /^Command failed -:1$/m.test(err.stderr);
@@ -299,6 +313,65 @@ export class Kernel {
   /** Runs a `bridge -force -batch` in a namespace; true when every line succeeded. */
   bridgeForce(netns: string | undefined, lines: string[]): Promise<boolean> {
     return this.#forceBatch(this.inNetns(netns, ["bridge", "-force", "-batch", "-"]), lines);
+  }
+
+  /**
+   * Set by the composition root: {@linkcode retireLink} then defers the deletion itself and
+   * journals it here; unset, it deletes at once.
+   */
+  retired?: RetiredLinks;
+  readonly #deleting = new Map<string, Promise<void>>();
+
+  /**
+   * Deletes a link, the slow part in the background when {@linkcode retired} is set: the
+   * link is taken out of use at once (down, its addresses flushed, renamed to
+   * `cnmz<8 hex>` so that its name is free again) and deleted afterwards. Deleting a bridge
+   * waits out the kernel's unregistering of the device (40-50 ms measured, against about
+   * 6 ms for the three changes here), which the caller need not wait for. Resolves to false
+   * when the link is not there.
+   */
+  async retireLink(netns: string | undefined, link: string): Promise<boolean> {
+    const journal = this.retired;
+    if (!journal) return await this.ipForce(netns, [`link del dev ${link}`]);
+    const tomb = RETIRED_PREFIX + crypto.getRandomValues(new Uint8Array(4))
+      .reduce((s, b) => s + b.toString(16).padStart(2, "0"), "");
+    // journaled before the rename: a crash from here on leaves the record, and the next
+    // process deletes the link by that name (or finds it never was renamed)
+    journal.add(netns, tomb);
+    const renamed = await this.ipForce(netns, [
+      `link set dev ${link} down`,
+      `addr flush dev ${link}`,
+      `link set dev ${link} name ${tomb}`,
+    ]);
+    if (!renamed) {
+      // not there (or not renamed): deleted now under its own name, if it exists at all
+      journal.remove(netns, tomb);
+      return await this.ipForce(netns, [`link del dev ${link}`]);
+    }
+    this.#deleteRetired(netns, tomb);
+    return true;
+  }
+
+  #deleteRetired(netns: string | undefined, tomb: string): void {
+    const key = `${netns ?? ""}/${tomb}`;
+    if (this.#deleting.has(key)) return;
+    const work = this.ipForce(netns, [`link del dev ${tomb}`]).then(
+      () => this.retired?.remove(netns, tomb),
+      (err) => this.log(`retired link ${tomb}: not deleted: ${err}`),
+    ).finally(() => this.#deleting.delete(key));
+    this.#deleting.set(key, work);
+  }
+
+  /**
+   * Deletes the retired links an earlier process journaled and did not delete, and resolves
+   * once every retired link is deleted (at start, and before a clean stop).
+   */
+  async settleRetired(): Promise<void> {
+    for (const r of this.retired?.list() ?? []) {
+      if (r.netns && !(await this.netnsExists(r.netns))) this.retired?.remove(r.netns, r.link);
+      else this.#deleteRetired(r.netns, r.link);
+    }
+    while (this.#deleting.size > 0) await Promise.all([...this.#deleting.values()]);
   }
 
   /** Runs a `-force -batch` command on `lines`; true when every line succeeded. */

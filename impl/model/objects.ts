@@ -131,4 +131,13 @@ export type IntentRecord =
     endpoint: EndpointRecord;
   }
   | { id: string; op: "disconnect"; endpointId: string }
-  | { id: string; op: "sandbox-rm"; sandboxId: string };
+  | { id: string; op: "sandbox-rm"; sandboxId: string }
+  | {
+    id: string;
+    /** A link taken out of use and renamed, whose deletion runs in the background. */
+    op: "link-delete";
+    /** Its namespace (absent: the daemon's own). */
+    netns?: string;
+    /** Its name now (`cnmz<8 hex>`). */
+    link: string;
+  };

@@ -597,7 +597,9 @@ export function createBridgeDriver(options: BridgeDriverOptions): BridgeDriver {
       networks.delete(networkId);
       for (const [id, p] of ports) if (p.networkId === networkId) ports.delete(id);
       await updateFirewall(nftRemoveNetwork(table, net));
-      await kernel.ipForce(hostNetns, deleteNetworkLines(net));
+      // a bridge we made goes; its deletion's slow part may be left to the background
+      if (net.preexisting) await kernel.ipForce(hostNetns, deleteNetworkLines(net));
+      else await kernel.retireLink(hostNetns, net.config.bridgeName);
     },
 
     createEndpoint(networkId, _endpointId, iface) {
@@ -634,6 +636,11 @@ export function createBridgeDriver(options: BridgeDriverOptions): BridgeDriver {
 
     async leave(req: JoinRequest) {
       // Deleting the sandbox end destroys the pair; deleteEndpoint then has nothing to do.
+      // A namespace about to be deleted takes the pair with it.
+      if (req.namespaceGoing) {
+        left.add(req.endpointId);
+        return;
+      }
       if (await kernel.ipForce(req.sandbox.netnsName, [`link del dev ${req.ifname}`])) {
         left.add(req.endpointId);
       }
