@@ -22,7 +22,7 @@ import {
 import { beginIntent, forgetIntent } from "./journal.ts";
 import { normalizePublish, type PortRequest } from "./ports.ts";
 import { publishEndpoint, shareNames, unshareNames } from "./resolver_sync.ts";
-import { interfaceLines, programSandbox } from "./sandbox_config.ts";
+import { enableIpv6, interfaceLines, programSandbox } from "./sandbox_config.ts";
 
 /** What `connect` takes (the flags of `cnm connect`). */
 export interface ConnectOptions {
@@ -148,6 +148,7 @@ export async function connect(
   const updated: SandboxRecord = { ...sb, endpoints: [...sb.endpoints, id] };
   await shareNames(ctx, ep, updated, net);
   undo.push(`unshare names of ${id}`, () => unshareNames(ctx, ep, net));
+  await enableIpv6(ctx, updated, ep);
   await programSandbox(ctx, current, [...current, ep], updated, nets, interfaceLines(ep));
   ctx.store.transaction((tx) => {
     tx.put("endpoint", ep);

@@ -12,7 +12,7 @@ import { type ControllerContext, endpointsOf } from "./context.ts";
 import { joinRequest } from "./endpoints.ts";
 import type { ReconcileItem, ReconcileReport } from "./reconcile.ts";
 import { sandboxResolvConf } from "./resolver_sync.ts";
-import { hostsContent, interfaceLines } from "./sandbox_config.ts";
+import { enableIpv6, hostsContent, interfaceLines } from "./sandbox_config.ts";
 
 /** Adds an item to one list of the report (and logs it). */
 export type Note = (list: keyof ReconcileReport, item: ReconcileItem) => void;
@@ -83,6 +83,7 @@ export async function recreateEndpoint(
     driverData: { ...created.driverData, ...(joined.driverData ?? {}) },
   };
   try {
+    await enableIpv6(ctx, sb, updated);
     await ctx.kernel.ip(sb.netnsName, interfaceLines(updated));
   } catch (err) {
     await driver.leave({ ...req, driverData: updated.driverData }).catch(() => {});

@@ -64,6 +64,16 @@ export async function programSandbox(
 }
 
 /**
+ * Gives a joined interface with an IPv6 address its IPv6 back: a sandbox is made with IPv6
+ * off (as Docker 20.10's containers are on an IPv4 network), which would refuse the address.
+ */
+export async function enableIpv6(ctx: ControllerContext, sb: SandboxRecord, ep: EndpointRecord) {
+  if (ep.ipv6 && ep.ifname) {
+    await ctx.kernel.sysctl(sb.netnsName, `net.ipv6.conf.${ep.ifname}.disable_ipv6`, "0");
+  }
+}
+
+/**
  * Lines that configure a joined interface inside its sandbox: its addresses (`replace`, so
  * a driver that set them already is no error) and up.
  */

@@ -390,6 +390,11 @@ export class Kernel {
     });
   }
 
+  /** Sets one sysctl in a namespace. */
+  async sysctl(netns: string | undefined, key: string, value: string): Promise<void> {
+    await this.runner.run({ argv: this.inNetns(netns, ["sysctl", "-qw", `${key}=${value}`]) });
+  }
+
   /** Runs one nft transaction in a namespace. */
   async nft(netns: string | undefined, script: string, allowFail = false): Promise<void> {
     await this.runner.run({

@@ -15,12 +15,15 @@
  *   (which makes it one) is used instead.
  * - del: umount2(MNT_DETACH) and unlink, as `ip netns del`.
  * - pids: the processes whose /proc/PID/ns/net is that namespace, as `ip netns pids`.
- * - loopback up: SIOCSIFFLAGS on a socket made inside the namespace.
+ * - links up or down (a new sandbox's loopback, a removed sandbox's interfaces): SIOCSIFFLAGS
+ *   on a socket made inside the namespace, for an `ip -batch` of nothing but such lines.
+ * - `sysctl -qw net.KEY=VALUE` (alone or after `nsenter --net=PATH`): the file under
+ *   /proc/sys/net written from inside the namespace, which is the one it then names.
  *
  * Messages and exit codes are the command's, so callers (and their tests) cannot tell.
  * @module
  */
-import { CLONE_NEWNET } from "./setns.ts";
+import { CLONE_NEWNET, withNetns } from "./setns.ts";
 
 const symbols = {
   open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
@@ -88,15 +91,18 @@ const NAME = /^[^/\0]+$/;
 
 /**
  * The in-process equivalent of `argv` (with `stdin`) when it is one of the forms above,
- * else undefined (the caller runs the command). The loopback form is `ip -n NAME -batch -`
- * whose whole input is `link set dev lo up`.
+ * else undefined (the caller runs the command). The up/down form is
+ * `ip -n NAME [-force] -batch -` whose every line is `link set dev IF up|down`.
  */
 export function runNetnsInProcess(
   argv: string[],
   stdin: string | undefined,
 ): NativeResult | undefined {
   const c = lib();
-  if (!c || argv[0] !== "ip") return undefined;
+  if (!c) return undefined;
+  const sysctl = sysctlOf(argv);
+  if (sysctl) return writeSysctl(sysctl);
+  if (argv[0] !== "ip") return undefined;
   if (argv[1] === "netns" && argv.length === 4 && NAME.test(argv[3])) {
     const path = `${NETNS_DIR}/${argv[3]}`;
     switch (argv[2]) {
@@ -110,11 +116,11 @@ export function runNetnsInProcess(
     }
     return undefined;
   }
-  if (
-    argv[1] === "-n" && NAME.test(argv[2] ?? "") && argv.length === 5 && argv[3] === "-batch" &&
-    argv[4] === "-" && stdin?.trim() === "link set dev lo up"
-  ) {
-    return loopbackUp(c, `${NETNS_DIR}/${argv[2]}`);
+  if (argv[1] === "-n" && NAME.test(argv[2] ?? "") && argv.at(-1) === "-" && stdin) {
+    const force = argv.length === 6 && argv[3] === "-force" && argv[4] === "-batch";
+    const plain = argv.length === 5 && argv[3] === "-batch";
+    const lines = force || plain ? upDownLines(stdin) : undefined;
+    if (lines) return setUpDown(c, `${NETNS_DIR}/${argv[2]}`, lines, force);
   }
   return undefined;
 }
@@ -196,7 +202,21 @@ function pids(path: string): NativeResult {
   return ok(found.map((p) => `${p}\n`).join(""));
 }
 
-function loopbackUp(c: Libc, path: string): NativeResult {
+/** `link set dev IF up|down` lines, parsed; undefined unless every line is one. */
+export function upDownLines(stdin: string): { ifname: string; up: boolean }[] | undefined {
+  const lines = stdin.split("\n").filter((l) => l.trim() !== "");
+  const out = lines.map((l) => /^link set dev ([^\s/]{1,15}) (up|down)$/.exec(l.trim()));
+  if (out.length === 0 || out.some((m) => !m)) return undefined;
+  return out.map((m) => ({ ifname: m![1], up: m![2] === "up" }));
+}
+
+/** Sets links up or down inside the namespace at `path`, as `ip [-force] -batch` would. */
+function setUpDown(
+  c: Libc,
+  path: string,
+  lines: { ifname: string; up: boolean }[],
+  force: boolean,
+): NativeResult {
   const target = c.open(cstr(path), O_RDONLY | O_CLOEXEC, 0);
   if (target < 0) {
     return fail(`Cannot open network namespace "${path}": ${strerror(c, errno(c))}\n`);
@@ -218,19 +238,59 @@ function loopbackUp(c: Libc, path: string): NativeResult {
     if (home >= 0) c.close(home);
   }
   if (sock < 0) return fail(`Cannot open a socket in "${path}": ${strerror(c, errno(c))}\n`);
+  let stderr = "";
   try {
-    const ifr = new Uint8Array(IFREQ_SIZE);
-    ifr.set(encoder.encode("lo"));
-    const flags = new DataView(ifr.buffer, 16, 2);
-    if (c.ioctl(sock, BigInt(SIOCGIFFLAGS), ifr) !== 0) {
-      return fail(`Cannot find device "lo": ${strerror(c, errno(c))}\nCommand failed -:1\n`);
+    for (const [n, l] of lines.entries()) {
+      const ifr = new Uint8Array(IFREQ_SIZE);
+      ifr.set(encoder.encode(l.ifname));
+      const flags = new DataView(ifr.buffer, 16, 2);
+      let why = "";
+      if (c.ioctl(sock, BigInt(SIOCGIFFLAGS), ifr) !== 0) {
+        why = `Cannot find device "${l.ifname}"`;
+      } else {
+        const now = flags.getUint16(0, true);
+        flags.setUint16(0, l.up ? now | IFF_UP : now & ~IFF_UP, true);
+        if (c.ioctl(sock, BigInt(SIOCSIFFLAGS), ifr) !== 0) {
+          why = `RTNETLINK answers: ${strerror(c, errno(c))}`;
+        }
+      }
+      if (why) {
+        stderr += `${why}\nCommand failed -:${n + 1}\n`;
+        if (!force) break;
+      }
     }
-    flags.setUint16(0, flags.getUint16(0, true) | IFF_UP, true);
-    if (c.ioctl(sock, BigInt(SIOCSIFFLAGS), ifr) !== 0) {
-      return fail(`RTNETLINK answers: ${strerror(c, errno(c))}\nCommand failed -:1\n`);
-    }
-    return ok();
+    return { code: stderr ? 1 : 0, stdout: "", stderr };
   } finally {
     c.close(sock);
+  }
+}
+
+/** `{ path, file, value }` for `[nsenter --net=PATH] sysctl -qw net.KEY=VALUE`. */
+function sysctlOf(argv: string[]): { path?: string; file: string; value: string } | undefined {
+  let path: string | undefined;
+  let rest = argv;
+  if (argv[0] === "nsenter" && argv[1]?.startsWith("--net=")) {
+    path = argv[1].slice("--net=".length);
+    rest = argv.slice(2);
+  }
+  if (rest.length !== 3 || rest[0] !== "sysctl" || rest[1] !== "-qw") return undefined;
+  const m = /^(net\.[A-Za-z0-9_.-]+)=(\S*)$/.exec(rest[2]);
+  // a dotted interface name (eth0.10) would be ambiguous in the key: the command decides
+  if (!m || m[1].split(".").some((p) => p === "")) return undefined;
+  return { path, file: `/proc/sys/${m[1].replaceAll(".", "/")}`, value: m[2] };
+}
+
+function writeSysctl(s: { path?: string; file: string; value: string }): NativeResult {
+  const write = () => Deno.writeTextFileSync(s.file, s.value + "\n");
+  const key = s.file.slice("/proc/sys/".length).replaceAll("/", ".");
+  try {
+    if (s.path) withNetns(s.path, write);
+    else write();
+    return ok();
+  } catch (err) {
+    const why = err instanceof Deno.errors.NotFound
+      ? `cannot stat ${s.file}: No such file or directory`
+      : `setting key "${key}": ${err instanceof Error ? err.message : err}`;
+    return { code: 255, stdout: "", stderr: `sysctl: ${why}\n` };
   }
 }

@@ -14,9 +14,12 @@ Deno.test("runNetnsInProcess() leaves every other form to the ip command", () =>
       [["ip", "netns", "add"], undefined],
       [["ip", "netns", "add", "../etc"], undefined],
       [["ip", "netns", "exec", "x", "true"], undefined],
-      [["ip", "-n", "x", "-batch", "-"], "link set dev lo up\nlink set dev eth0 up\n"],
-      [["ip", "-n", "x", "-force", "-batch", "-"], "link set dev lo up\n"],
+      [["ip", "-n", "x", "-batch", "-"], "link set dev lo up\naddr add 10.0.0.1/24 dev lo\n"],
+      [["ip", "-n", "x", "-j", "-batch", "-"], "link set dev lo up\n"],
+      [["ip", "-n", "x", "-batch", "-"], "link set dev lo mtu 1400\n"],
       [["nft", "-f", "-"], "link set dev lo up\n"],
+      [["sysctl", "-w", "net.ipv4.ip_forward=1"], undefined],
+      [["sysctl", "-qw", "kernel.pid_max=1"], undefined],
     ] as [string[], string | undefined][]
   ) {
     assert.equal(runNetnsInProcess(argv, stdin), undefined, argv.join(" "));
@@ -52,6 +55,40 @@ Deno.test({
       const self = JSON.parse(await must(["ip", "-j", "link", "show"]));
       assert.ok(self.length >= 1);
       assert.notEqual(Deno.statSync(`/run/netns/${ns}`).ino, home);
+      // down and up again, with -force past a missing link, as `ip -force -batch` goes on
+      const down = runNetnsInProcess(
+        ["ip", "-n", ns, "-force", "-batch", "-"],
+        "link set dev nosuch0 down\nlink set dev lo down\n",
+      );
+      assert.equal(down?.code, 1);
+      assert.match(down!.stderr, /Cannot find device "nosuch0"\nCommand failed -:1\n/);
+      assert.ok(!(await lo())[0].flags.includes("UP"), "lo down past the failed line");
+      const stop = runNetnsInProcess(
+        ["ip", "-n", ns, "-batch", "-"],
+        "link set dev nosuch0 up\nlink set dev lo up\n",
+      );
+      assert.equal(stop?.code, 1);
+      assert.ok(!(await lo())[0].flags.includes("UP"), "without -force, the batch stops");
+      runNetnsInProcess(["ip", "-n", ns, "-batch", "-"], "link set dev lo up\n");
+      assert.ok((await lo())[0].flags.includes("UP"));
+      // a sysctl, written from inside: that namespace's, not this process's
+      const key = "net.ipv6.conf.default.disable_ipv6";
+      const read = (argv: string[]) => must([...argv, "sysctl", "-n", key]).then((o) => o.trim());
+      const mineBefore = await read([]);
+      const set = runNetnsInProcess(
+        ["nsenter", `--net=/run/netns/${ns}`, "sysctl", "-qw", `${key}=1`],
+        undefined,
+      );
+      assert.equal(set?.code, 0, set?.stderr ?? "not taken in process");
+      assert.equal(await read(["nsenter", `--net=/run/netns/${ns}`]), "1");
+      assert.equal(await read([]), mineBefore);
+      assert.equal(currentNetnsInode(), home);
+      const unknown = runNetnsInProcess(
+        ["nsenter", `--net=/run/netns/${ns}`, "sysctl", "-qw", "net.ipv4.nosuch=1"],
+        undefined,
+      );
+      assert.notEqual(unknown?.code, 0);
+      assert.match(unknown!.stderr, /nosuch/);
       // twice: the command's message
       const again = runNetnsInProcess(["ip", "netns", "add", ns], undefined);
       assert.equal(again?.code, 1);

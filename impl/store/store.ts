@@ -72,14 +72,20 @@ function ownerOnly(path: string): void {
 
 /**
  * Opens (creating if needed) the store at `path`; `:memory:` gives a throwaway one.
- * The file is in WAL mode with synchronous=FULL: a committed transaction survives a kill -9.
+ * The file is in WAL mode with synchronous=NORMAL: a committed transaction survives a kill
+ * -9 of the daemon (SQLite: in WAL mode with NORMAL, commits are "durable across application
+ * crashes"; the crash tests kill the daemon at every kernel command of each operation). What
+ * NORMAL gives up is the last commits on a power loss or kernel crash, which also takes the
+ * namespaces, links and rules they describe; the next start reconciles the store with that
+ * kernel. FULL fsyncs the WAL at each commit: 0.56 ms p50 (1.3 ms p95) against 0.05 ms per
+ * commit measured here, and an operation commits two or three times (journal, record).
  */
 export function openStore(path: string): Store {
   if (path !== ":memory:") ownerOnly(path);
   const db = new DatabaseSync(path);
   if (path !== ":memory:") {
     db.exec("PRAGMA journal_mode=WAL");
-    db.exec("PRAGMA synchronous=FULL");
+    db.exec("PRAGMA synchronous=NORMAL");
   }
   db.exec(`CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)`);
   db.exec(`CREATE TABLE IF NOT EXISTS records (
