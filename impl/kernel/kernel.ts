@@ -320,15 +320,27 @@ export class Kernel {
    * journals it here; unset, it deletes at once.
    */
   retired?: RetiredLinks;
-  readonly #deleting = new Map<string, Promise<void>>();
+  /** Retired links waiting for a quiet moment, by namespace (`""`: our own). */
+  readonly #retiredQueue = new Map<string, Set<string>>();
+  #retireTimer?: ReturnType<typeof setTimeout>;
+  #retiring: Promise<void> = Promise.resolve();
+
+  /**
+   * How long retired links wait after the last retirement before they are deleted, all in one
+   * call. Deleting while the next removal renames its bridge slowed that removal down from
+   * 13-18 ms to 30-48 ms (measured with 20 removals back to back): the kernel does one at a
+   * time.
+   */
+  static readonly RETIRE_QUIET_MS = 200;
 
   /**
    * Deletes a link, the slow part in the background when {@linkcode retired} is set: the
    * link is taken out of use at once (down, its addresses flushed, renamed to
-   * `cnmz<8 hex>` so that its name is free again) and deleted afterwards. Deleting a bridge
-   * waits out the kernel's unregistering of the device (40-50 ms measured, against about
-   * 6 ms for the three changes here), which the caller need not wait for. Resolves to false
-   * when the link is not there.
+   * `cnmz<8 hex>` so that its name is free again) and deleted once no other link has been
+   * retired for {@linkcode Kernel.RETIRE_QUIET_MS}. Deleting a bridge waits out the
+   * kernel's unregistering of the device (40-50 ms measured, against about 6 ms for the
+   * three changes here), which the caller need not wait for. Resolves to false when the
+   * link is not there.
    */
   async retireLink(netns: string | undefined, link: string): Promise<boolean> {
     const journal = this.retired;
@@ -348,18 +360,41 @@ export class Kernel {
       journal.remove(netns, tomb);
       return await this.ipForce(netns, [`link del dev ${link}`]);
     }
-    this.#deleteRetired(netns, tomb);
+    this.#queueRetired(netns, tomb);
+    if (this.#retireTimer !== undefined) clearTimeout(this.#retireTimer);
+    const timer = setTimeout(() => this.#deleteRetired(), Kernel.RETIRE_QUIET_MS);
+    Deno.unrefTimer(timer);
+    this.#retireTimer = timer;
     return true;
   }
 
-  #deleteRetired(netns: string | undefined, tomb: string): void {
-    const key = `${netns ?? ""}/${tomb}`;
-    if (this.#deleting.has(key)) return;
-    const work = this.ipForce(netns, [`link del dev ${tomb}`]).then(
-      () => this.retired?.remove(netns, tomb),
-      (err) => this.log(`retired link ${tomb}: not deleted: ${err}`),
-    ).finally(() => this.#deleting.delete(key));
-    this.#deleting.set(key, work);
+  #queueRetired(netns: string | undefined, tomb: string): void {
+    const key = netns ?? "";
+    let set = this.#retiredQueue.get(key);
+    if (!set) this.#retiredQueue.set(key, set = new Set());
+    set.add(tomb);
+  }
+
+  /** Deletes every queued retired link (one `ip -force -batch` per namespace). */
+  #deleteRetired(): Promise<void> {
+    if (this.#retireTimer !== undefined) clearTimeout(this.#retireTimer);
+    this.#retireTimer = undefined;
+    const run = async () => {
+      const batches = [...this.#retiredQueue.entries()];
+      this.#retiredQueue.clear();
+      for (const [key, tombs] of batches) {
+        const netns = key || undefined;
+        try {
+          // -force: one that is gone already does not stop the others
+          await this.ipForce(netns, [...tombs].map((t) => `link del dev ${t}`));
+          for (const t of tombs) this.retired?.remove(netns, t);
+        } catch (err) {
+          this.log(`retired links ${[...tombs].join(", ")}: not deleted: ${err}`);
+        }
+      }
+    };
+    this.#retiring = this.#retiring.then(run, run);
+    return this.#retiring;
   }
 
   /**
@@ -369,9 +404,9 @@ export class Kernel {
   async settleRetired(): Promise<void> {
     for (const r of this.retired?.list() ?? []) {
       if (r.netns && !(await this.netnsExists(r.netns))) this.retired?.remove(r.netns, r.link);
-      else this.#deleteRetired(r.netns, r.link);
+      else this.#queueRetired(r.netns, r.link);
     }
-    while (this.#deleting.size > 0) await Promise.all([...this.#deleting.values()]);
+    await this.#deleteRetired();
   }
 
   /** Runs a `-force -batch` command on `lines`; true when every line succeeded. */
