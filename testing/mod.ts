@@ -147,8 +147,9 @@ export async function hostResidue(hostNetns: string): Promise<string[]> {
 
 /**
  * {@linkcode hostResidue} once it is empty, or as it is after `deadlineMs`: a removed
- * bridge is renamed and deleted in the background (Kernel.retireLink), so the host
- * namespace is empty again shortly after the call, not at its return.
+ * sandbox's veths go with its namespace, which the kernel cleans up asynchronously (and
+ * Kernel.deleteLinkLater in the background), so the host namespace is empty again shortly
+ * after the call, not at its return.
  */
 export async function settledHostResidue(hostNetns: string, deadlineMs = 2000): Promise<string[]> {
   const end = Date.now() + deadlineMs;

@@ -33,8 +33,8 @@ export function forgetIntent(ctx: ControllerContext, id: string): void {
 
 /**
  * The store's record of the links the kernel deletes in the background
- * ({@linkcode Kernel.retireLink}): one `link-delete` intent each, written before the link is
- * renamed and deleted once it is gone.
+ * (Kernel.deleteLinkLater): one `link-delete` intent each, written before the call returns
+ * and deleted once the link is gone.
  */
 export function retiredLinksJournal(store: Store): RetiredLinks {
   const id = (netns: string | undefined, link: string) => `link-delete:${netns ?? ""}/${link}`;

@@ -77,7 +77,8 @@ export interface JoinRequest {
   /**
    * Set on a Leave when the sandbox itself is being removed: its interfaces are down already
    * and its namespace is deleted next, which deletes the links inside it (and a veth's peer)
-   * with it, so a driver need not delete them one by one. Each deletion waits out the
+   * with it, so a driver need not delete them one by one in the caller's time (the bridge
+   * driver leaves its host end to Kernel.deleteLinkLater). Each deletion waits out the
    * kernel's unregistering of the device (`link del` of a veth: 19-25 ms measured, against
    * about 5 ms for an `ip` call that changes nothing); the namespace's clean-up is one
    * asynchronous pass for all of them (a veth's host end was gone 9 ms after the namespace).

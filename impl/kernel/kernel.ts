@@ -111,7 +111,7 @@ export interface RouteInfo {
 }
 
 /**
- * Where the links {@linkcode Kernel.retireLink} deletes in the background are recorded
+ * Where the links {@linkcode Kernel.deleteLinkLater} deletes in the background are recorded
  * (durably: the controller's store), so that a process killed before a deletion finished
  * has the next one finish it ({@linkcode Kernel.settleRetired}).
  */
@@ -120,9 +120,6 @@ export interface RetiredLinks {
   remove(netns: string | undefined, link: string): void;
   list(): { netns?: string; link: string }[];
 }
-
-/** Start of the name a retired link has until it is deleted (`cnmz` + 8 hex). */
-export const RETIRED_PREFIX = "cnmz";
 
 /** True when an `ip -batch` failed on its first line, so it changed nothing. */
 function failedOnFirstLine(err: unknown): boolean {
@@ -316,80 +313,55 @@ export class Kernel {
   }
 
   /**
-   * Set by the composition root: {@linkcode retireLink} then defers the deletion itself and
+   * Set by the composition root: {@linkcode deleteLinkLater} then defers the deletion and
    * journals it here; unset, it deletes at once.
    */
   retired?: RetiredLinks;
-  /** Retired links waiting for a quiet moment, by namespace (`""`: our own). */
+  /** Links waiting for their deletion, by namespace (`""`: our own). */
   readonly #retiredQueue = new Map<string, Set<string>>();
-  #retireTimer?: ReturnType<typeof setTimeout>;
   #retiring: Promise<void> = Promise.resolve();
 
   /**
-   * How long retired links wait after the last retirement before they are deleted, all in one
-   * call. Deleting while the next removal renames its bridge slowed that removal down from
-   * 13-18 ms to 30-48 ms (measured with 20 removals back to back): the kernel does one at a
-   * time.
+   * Deletes a link in the background, journaled (deleted once the call returns; an earlier
+   * process's unfinished ones at the next start, {@linkcode settleRetired}): for the host
+   * end of a veth whose other end is in a namespace being deleted. The namespace's
+   * deletion normally takes the pair with it (the host end was gone 9 ms after it,
+   * measured), but a namespace can outlive its name (orphaned TCP sockets keep it, seen in
+   * a fault run), and then only this deletion takes the host end off its bridge. Links
+   * queued while a deletion runs go in one call after it. Unset journal: deleted at once.
    */
-  static readonly RETIRE_QUIET_MS = 200;
-
-  /**
-   * Deletes a link, the slow part in the background when {@linkcode retired} is set: the
-   * link is taken out of use at once (down, its addresses flushed, renamed to
-   * `cnmz<8 hex>` so that its name is free again) and deleted once no other link has been
-   * retired for {@linkcode Kernel.RETIRE_QUIET_MS}. Deleting a bridge waits out the
-   * kernel's unregistering of the device (40-50 ms measured, against about 6 ms for the
-   * three changes here), which the caller need not wait for. Resolves to false when the
-   * link is not there.
-   */
-  async retireLink(netns: string | undefined, link: string): Promise<boolean> {
+  async deleteLinkLater(netns: string | undefined, link: string): Promise<void> {
     const journal = this.retired;
-    if (!journal) return await this.ipForce(netns, [`link del dev ${link}`]);
-    const tomb = RETIRED_PREFIX + crypto.getRandomValues(new Uint8Array(4))
-      .reduce((s, b) => s + b.toString(16).padStart(2, "0"), "");
-    // journaled before the rename: a crash from here on leaves the record, and the next
-    // process deletes the link by that name (or finds it never was renamed)
-    journal.add(netns, tomb);
-    const renamed = await this.ipForce(netns, [
-      `link set dev ${link} down`,
-      `addr flush dev ${link}`,
-      `link set dev ${link} name ${tomb}`,
-    ]);
-    if (!renamed) {
-      // not there (or not renamed): deleted now under its own name, if it exists at all
-      journal.remove(netns, tomb);
-      return await this.ipForce(netns, [`link del dev ${link}`]);
+    if (!journal) {
+      await this.ipForce(netns, [`link del dev ${link}`]);
+      return;
     }
-    this.#queueRetired(netns, tomb);
-    if (this.#retireTimer !== undefined) clearTimeout(this.#retireTimer);
-    const timer = setTimeout(() => this.#deleteRetired(), Kernel.RETIRE_QUIET_MS);
-    Deno.unrefTimer(timer);
-    this.#retireTimer = timer;
-    return true;
+    journal.add(netns, link);
+    const idle = this.#retiredQueue.size === 0;
+    this.#queueRetired(netns, link);
+    if (idle) this.#deleteRetired();
   }
 
-  #queueRetired(netns: string | undefined, tomb: string): void {
+  #queueRetired(netns: string | undefined, link: string): void {
     const key = netns ?? "";
     let set = this.#retiredQueue.get(key);
     if (!set) this.#retiredQueue.set(key, set = new Set());
-    set.add(tomb);
+    set.add(link);
   }
 
-  /** Deletes every queued retired link (one `ip -force -batch` per namespace). */
+  /** Deletes every queued link (one `ip -force -batch` per namespace). */
   #deleteRetired(): Promise<void> {
-    if (this.#retireTimer !== undefined) clearTimeout(this.#retireTimer);
-    this.#retireTimer = undefined;
     const run = async () => {
       const batches = [...this.#retiredQueue.entries()];
       this.#retiredQueue.clear();
-      for (const [key, tombs] of batches) {
+      for (const [key, links] of batches) {
         const netns = key || undefined;
         try {
           // -force: one that is gone already does not stop the others
-          await this.ipForce(netns, [...tombs].map((t) => `link del dev ${t}`));
-          for (const t of tombs) this.retired?.remove(netns, t);
+          await this.ipForce(netns, [...links].map((l) => `link del dev ${l}`));
+          for (const l of links) this.retired?.remove(netns, l);
         } catch (err) {
-          this.log(`retired links ${[...tombs].join(", ")}: not deleted: ${err}`);
+          this.log(`links ${[...links].join(", ")}: not deleted: ${err}`);
         }
       }
     };
@@ -398,8 +370,8 @@ export class Kernel {
   }
 
   /**
-   * Deletes the retired links an earlier process journaled and did not delete, and resolves
-   * once every retired link is deleted (at start, and before a clean stop).
+   * Deletes the links an earlier process journaled and did not delete, and resolves once
+   * every queued link is deleted (at start, and before a clean stop).
    */
   async settleRetired(): Promise<void> {
     for (const r of this.retired?.list() ?? []) {

@@ -134,10 +134,9 @@ export type IntentRecord =
   | { id: string; op: "sandbox-rm"; sandboxId: string }
   | {
     id: string;
-    /** A link taken out of use and renamed, whose deletion runs in the background. */
+    /** A link whose deletion runs in the background (Kernel.deleteLinkLater). */
     op: "link-delete";
     /** Its namespace (absent: the daemon's own). */
     netns?: string;
-    /** Its name now (`cnmz<8 hex>`). */
     link: string;
   };

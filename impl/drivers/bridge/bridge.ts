@@ -597,9 +597,7 @@ export function createBridgeDriver(options: BridgeDriverOptions): BridgeDriver {
       networks.delete(networkId);
       for (const [id, p] of ports) if (p.networkId === networkId) ports.delete(id);
       await updateFirewall(nftRemoveNetwork(table, net));
-      // a bridge we made goes; its deletion's slow part may be left to the background
-      if (net.preexisting) await kernel.ipForce(hostNetns, deleteNetworkLines(net));
-      else await kernel.retireLink(hostNetns, net.config.bridgeName);
+      await kernel.ipForce(hostNetns, deleteNetworkLines(net));
     },
 
     createEndpoint(networkId, _endpointId, iface) {
@@ -636,8 +634,10 @@ export function createBridgeDriver(options: BridgeDriverOptions): BridgeDriver {
 
     async leave(req: JoinRequest) {
       // Deleting the sandbox end destroys the pair; deleteEndpoint then has nothing to do.
-      // A namespace about to be deleted takes the pair with it.
-      if (req.namespaceGoing) {
+      // A namespace about to be deleted takes the pair with it; the host end is deleted in
+      // the background too, in case the namespace outlives its name.
+      if (req.namespaceGoing && req.driverData.hostIf) {
+        await kernel.deleteLinkLater(hostNetns, req.driverData.hostIf);
         left.add(req.endpointId);
         return;
       }

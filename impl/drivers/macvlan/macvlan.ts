@@ -255,8 +255,6 @@ export function createMacvlanDriver(options: MacvlanDriverOptions): NetworkDrive
     },
 
     async leave(req: JoinRequest) {
-      // the link lives in the sandbox: a namespace about to be deleted takes it with it
-      if (req.namespaceGoing) return;
       await kernel.ipForce(req.sandbox.netnsName, leaveLines(req));
     },
 
