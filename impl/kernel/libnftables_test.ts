@@ -57,16 +57,10 @@ Deno.test({
       assert.ok(r, "libnftables is installed (nftables' own library)");
       assert.deepEqual(r, { code: 0, stdout: "", stderr: "" });
       // the nft command sees it inside the namespace, and not in this process's own
-      const inside = await must([
-        "nsenter",
-        `--net=${path}`,
-        "nft",
-        "list",
-        "set",
-        "inet",
-        table,
-        "s",
-      ]);
+      // (the nft command itself, not the library)
+      const listSet = () =>
+        must(["nsenter", `--net=${path}`, "nft", "list", "set", "inet", table, "s"]);
+      const inside = await listSet();
       assert.match(inside, /elements = \{ "br-1" \}/);
       const mine = await createProcessRunner().run({
         argv: ["nft", "list", "table", "inet", table],
@@ -92,16 +86,7 @@ Deno.test({
         new RegExp(`^${file}:2:\\d+-\\d+: Error: No such file or directory`),
       );
       assert.match(bad!.stderr, /nosuch \{ "x" \}/);
-      const after = await must([
-        "nsenter",
-        `--net=${path}`,
-        "nft",
-        "list",
-        "set",
-        "inet",
-        table,
-        "s",
-      ]);
+      const after = await listSet();
       assert.doesNotMatch(after, /br-2/);
       // through the runner, a failure is a KernelCommandError naming the argv
       await assert.rejects(
