@@ -369,6 +369,108 @@ export const overlayNodeLoss = defineCase({
   },
 });
 
+/** How long an operation that needs the stopped store may take to fail (not hang). */
+const OUTAGE_FAIL_MS = 10_000;
+/** How long after the store is back an operation may take to work again. */
+const RECOVERY_MS = 15_000;
+
+/** Settles `p` within `ms`: its error (undefined when it succeeded), or "hung". */
+async function settleWithin(p: Promise<unknown>, ms: number): Promise<Error | undefined | "hung"> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const hung = new Promise<"hung">((r) => timer = setTimeout(() => r("hung"), ms));
+  try {
+    return await Promise.race([p.then(() => undefined, (e) => e as Error), hung]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+export const overlayStoreOutage = defineCase({
+  id: "overlay.store-outage",
+  area: "overlay",
+  profile: "overlay",
+  needs: [...NEEDS],
+  exclusive: true,
+  asserts:
+    "With the cluster store stopped, traffic between existing sandboxes on two hosts keeps flowing, creating an overlay fails with a typed error within 10 s and leaves nothing (the name is free afterwards), and once the store is back a new sandbox on a third host connects and reaches the others without any restart",
+  mirrors:
+    "libnetwork with a libkv store: the data plane is programmed in the kernel and needs no store; global-scope writes go to the store",
+  async run(ctx) {
+    const [o1, o2, o3] = cluster(ctx, 3);
+    const ul = o1.cluster;
+    if (!ul) throw new HarnessError("the underlay hosts carry no cluster handle");
+    const net = await overlay(ctx, "ov");
+    const a = await member(ctx, "a", o1, [net.name]);
+    const b = await member(ctx, "b", o2, [net.name]);
+    await ctx.expectReach(a, target(b, net.name), "icmp");
+    // the store comes back whatever happens below
+    ctx.defer(() => ul.startStore());
+    await ul.stopStore();
+    // the data plane needs no store
+    for (const p of PROTOS) await ctx.expectReach(a, target(b, net.name), p);
+    await ctx.expectReach(b, target(a, net.name), "tcp");
+    // a global write fails, typed and bounded, and makes nothing
+    const name = ctx.name("ov-out");
+    const t0 = performance.now();
+    const outcome = await settleWithin(
+      ctx.impl.createNetwork({ name, driver: "overlay", host: o1.name, subnet: ctx.subnet() }),
+      OUTAGE_FAIL_MS,
+    );
+    const ms = performance.now() - t0;
+    if (outcome === "hung" || outcome === undefined || !(outcome as { kind?: string }).kind) {
+      ctx.fail(
+        `create overlay ${name} with the store stopped: ${
+          outcome === "hung"
+            ? `no answer within ${OUTAGE_FAIL_MS} ms`
+            : outcome === undefined
+            ? "it succeeded"
+            : `an untyped error: ${outcome.message}`
+        }`,
+        {
+          expected: `a typed refusal within ${OUTAGE_FAIL_MS} ms`,
+          observed: outcome === "hung" ? "still pending" : String(outcome?.message ?? "success"),
+        },
+      );
+    }
+    ctx.note(
+      `create with the store stopped failed after ${ms.toFixed(0)} ms: ${
+        (outcome as Error).message
+      }`,
+    );
+    await ul.startStore();
+    // recovery without a restart: a new member on o3 joins and reaches the others
+    const t1 = performance.now();
+    const c = await ctx.sandbox("c", undefined, o3.name);
+    const poll = await pollUntil(
+      async () => {
+        try {
+          await ctx.connect(c, net.name);
+          return true;
+        } catch {
+          return false;
+        }
+      },
+      (ok) => ok,
+      { deadlineMs: RECOVERY_MS, intervalMs: 250 },
+    );
+    if (!poll.ok) {
+      ctx.fail(`connect on ${o3.name} still fails ${RECOVERY_MS} ms after the store is back`, {
+        expected: `a connect within ${RECOVERY_MS} ms of the store's return`,
+      });
+    }
+    ctx.note(
+      `connect on ${o3.name} worked ${
+        (performance.now() - t1).toFixed(0)
+      } ms after the store was back`,
+    );
+    await ctx.responders(c);
+    await ctx.expectReach(c, target(a, net.name), "tcp");
+    await ctx.expectReach(a, target(c, net.name), "icmp");
+    // the failed create left no claim: the name is free
+    await ctx.network("ov-out", { driver: "overlay", host: o1.name, subnet: ctx.subnet() });
+  },
+});
+
 /** Every overlay case. */
 export const overlayCases = [
   overlayCrossHost,
@@ -379,4 +481,5 @@ export const overlayCases = [
   overlayEgress,
   overlayInternal,
   overlayNodeLoss,
+  overlayStoreOutage,
 ];

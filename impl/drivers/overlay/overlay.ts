@@ -189,7 +189,12 @@ export function createOverlayDriver(options: OverlayDriverOptions): NetworkDrive
   }
 
   async function dropNamespace(n: NetState): Promise<void> {
-    // deleting the namespace takes the bridge, the VXLAN device and every entry with it
+    // The VXLAN device goes first, and before the call returns: it was made in the host
+    // namespace, which keeps its VNI and UDP port while the device lives, and a deleted
+    // namespace's devices live on until the kernel's asynchronous clean-up (a new overlay
+    // that got the same VNI at once failed with "A VXLAN device with the specified VNI
+    // already exists", seen in the suite). The namespace's deletion takes the rest.
+    await kernel.ipForce(n.netns, ["link del dev vxlan0"]);
     await kernel.deleteNetns(n.netns);
     n.programmed.clear();
   }
